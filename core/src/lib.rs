@@ -1,0 +1,1 @@
+//! The MiniCluster contract shared by every minicluster binary.

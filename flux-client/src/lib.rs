@@ -1,0 +1,1 @@
+//! A native client of the Flux broker local connector.
