@@ -1,0 +1,127 @@
+//! `minicluster render`: validate a MiniCluster and write what its brokers need.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use minicluster_core::spec::{self, LoadedCluster, MAX_INPUT_BYTES};
+use minicluster_core::{ClusterDescription, CurveCert, DescribeOptions, Templates, describe};
+
+use crate::cli::RenderArgs;
+
+/// The MiniCluster rendered when no file is given.
+const EMBEDDED_DEFAULT: &str = include_str!("../../examples/hello-world.yaml");
+
+/// The files of one MiniCluster, in the order they are shown.
+struct Rendered {
+    name: String,
+    files: Vec<(&'static str, String)>,
+}
+
+pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
+    let loaded = match args.file.as_deref() {
+        None => spec::load_bytes("<built-in hello-world>", EMBEDDED_DEFAULT.as_bytes())?,
+        Some(p) if p == Path::new("-") => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .take(MAX_INPUT_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .context("reading standard input")?;
+            spec::load_bytes("<stdin>", &bytes)?
+        }
+        Some(p) => spec::load_file(p)?,
+    };
+    let source = args
+        .file
+        .as_ref()
+        .map_or("<built-in hello-world>".to_string(), |p| p.display().to_string());
+    for note in &loaded.skipped {
+        tracing::info!("{source}: skipping {note}");
+    }
+    report_unknown_fields(&source, &loaded.clusters, args.strict)?;
+
+    let templates = match &args.templates {
+        Some(dir) => Templates::with_overrides(dir)?,
+        None => Templates::embedded(),
+    };
+    let opts = DescribeOptions {
+        namespace: args.namespace.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+        ..DescribeOptions::default()
+    };
+    let mut rendered = Vec::new();
+    for lc in &loaded.clusters {
+        rendered.push(render_one(lc, &opts, &templates, args.with_cert)?);
+    }
+    match &args.out {
+        Some(dir) => write_all(dir, &rendered),
+        None => {
+            print_all(&rendered);
+            Ok(())
+        }
+    }
+}
+
+fn report_unknown_fields(source: &str, clusters: &[LoadedCluster], strict: bool) -> anyhow::Result<()> {
+    let unknown: Vec<&String> = clusters.iter().flat_map(|c| &c.unknown_fields).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list = unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    if strict {
+        bail!("{source}: fields the MiniCluster schema does not have: {list} (remove them, or drop --strict to ignore them)");
+    }
+    for f in unknown {
+        eprintln!("warning: {source}: {f} is not a MiniCluster field and is ignored (--strict makes this an error)");
+    }
+    Ok(())
+}
+
+fn render_one(lc: &LoadedCluster, opts: &DescribeOptions, templates: &Templates, with_cert: bool) -> anyhow::Result<Rendered> {
+    let mc = &lc.cluster;
+    let name = mc.metadata.name.clone().unwrap_or_default();
+    let description: ClusterDescription = describe(mc, opts).with_context(|| format!("MiniCluster {name:?} is not valid"))?;
+    let mut files = vec![
+        ("description.json", description.to_json() + "\n"),
+        ("broker.toml", templates.broker_config(&description)?),
+    ];
+    if with_cert {
+        let cert = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
+            Some(text) => CurveCert::parse(text)?,
+            None => CurveCert::generate(&description.hostname(0))?,
+        };
+        files.push(("curve.cert", cert.to_text()));
+    }
+    Ok(Rendered { name, files })
+}
+
+fn print_all(rendered: &[Rendered]) {
+    for r in rendered {
+        for (file, text) in &r.files {
+            println!("==> {}/{file} <==", r.name);
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+}
+
+fn write_all(dir: &Path, rendered: &[Rendered]) -> anyhow::Result<()> {
+    for r in rendered {
+        // Several MiniClusters in one file each get a directory of their own.
+        let target: PathBuf = if rendered.len() > 1 { dir.join(&r.name) } else { dir.to_path_buf() };
+        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+        for (file, text) in &r.files {
+            let path = target.join(file);
+            if *file == "curve.cert" {
+                // Owner-only and atomic: Flux refuses a certificate others can read.
+                CurveCert::parse(text)?.write(&path)?;
+            } else {
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
