@@ -94,7 +94,9 @@ impl CurveCert {
         let public_text =
             get("curve", "public-key").ok_or_else(|| cert_err("`curve.public-key` is missing"))?;
         let secret_text = get("curve", "secret-key").ok_or_else(|| {
-            cert_err("`curve.secret-key` is missing (a public-only certificate cannot run a broker)")
+            cert_err(
+                "`curve.secret-key` is missing (a public-only certificate cannot run a broker)",
+            )
         })?;
         let public = decode_key("public-key", public_text)?;
         let secret = Zeroizing::new(decode_key("secret-key", secret_text)?);
@@ -120,7 +122,7 @@ impl CurveCert {
     pub fn read(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
             path: path.display().to_string(),
-            source: e,
+            io: e,
         })?;
         CurveCert::parse(&text).map_err(|e| match e {
             Error::Cert { reason } => cert_err(format!("{}: {reason}", path.display())),
@@ -130,7 +132,9 @@ impl CurveCert {
 
     /// The certificate text, in the layout `flux keygen` writes.
     pub fn to_text(&self) -> String {
-        let mut out = String::from("#  ZeroMQ CURVE **Secret** Certificate\n#  DO NOT DISTRIBUTE\n\nmetadata\n");
+        let mut out = String::from(
+            "#  ZeroMQ CURVE **Secret** Certificate\n#  DO NOT DISTRIBUTE\n\nmetadata\n",
+        );
         for (k, v) in &self.metadata {
             out.push_str(&format!("    {k} = \"{}\"\n", zpl_escape(v)));
         }
@@ -148,7 +152,7 @@ impl CurveCert {
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         let io = |e: std::io::Error| Error::Io {
             path: path.display().to_string(),
-            source: e,
+            io: e,
         };
         let dir = path
             .parent()
@@ -270,11 +274,15 @@ fn parse_zpl(text: &str) -> Result<Vec<(String, String, String)>, Error> {
         };
         let key = key.trim();
         if !is_zpl_name(key) {
-            return Err(cert_err(format!("line {line_no}: `{key}` is not a valid ZPL name")));
+            return Err(cert_err(format!(
+                "line {line_no}: `{key}` is not a valid ZPL name"
+            )));
         }
         let value = parse_zpl_value(rest.trim()).ok_or_else(|| {
             // The value may be a secret key: say where, never what.
-            cert_err(format!("line {line_no}: the value of `{key}` has an unterminated quote"))
+            cert_err(format!(
+                "line {line_no}: the value of `{key}` has an unterminated quote"
+            ))
         })?;
         out.push((sec.clone(), key.to_string(), value));
     }
@@ -283,8 +291,9 @@ fn parse_zpl(text: &str) -> Result<Vec<(String, String, String)>, Error> {
 
 fn is_zpl_name(s: &str) -> bool {
     !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '$' | '-' | '_' | '@' | '.' | '&' | '+' | '/'))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '$' | '-' | '_' | '@' | '.' | '&' | '+' | '/')
+        })
 }
 
 fn parse_zpl_value(rest: &str) -> Option<String> {
@@ -327,7 +336,10 @@ mod tests {
         assert!(lines.contains(&"metadata"));
         assert!(lines.contains(&"    name = \"mc-0\""));
         assert!(lines.contains(&"curve"));
-        let pk = lines.iter().find(|l| l.starts_with("    public-key = \"")).unwrap();
+        let pk = lines
+            .iter()
+            .find(|l| l.starts_with("    public-key = \""))
+            .unwrap();
         assert_eq!(pk.len(), "    public-key = \"\"".len() + Z85_KEY_LEN);
         let back = CurveCert::parse(&text).unwrap();
         assert_eq!(back.public_key(), c.public_key());
@@ -354,11 +366,26 @@ mod tests {
     #[test]
     fn malformed_certs_say_what_is_wrong_and_hide_the_secret() {
         let cases = [
-            (FLUX_KEYGEN_CERT.replace(SECRET, &SECRET[1..]), "has 39 characters"),
-            (FLUX_KEYGEN_CERT.replace(SECRET, &SECRET.replace('5', "\\")), "outside the Z85 alphabet"),
-            (FLUX_KEYGEN_CERT.replace("    secret-key", "    other"), "secret-key` is missing"),
-            ("metadata\n    name = \"x\"\n".to_string(), "no `curve` section"),
-            (FLUX_KEYGEN_CERT.replace(&format!("{SECRET}\""), SECRET), "unterminated quote"),
+            (
+                FLUX_KEYGEN_CERT.replace(SECRET, &SECRET[1..]),
+                "has 39 characters",
+            ),
+            (
+                FLUX_KEYGEN_CERT.replace(SECRET, &SECRET.replace('5', "\\")),
+                "outside the Z85 alphabet",
+            ),
+            (
+                FLUX_KEYGEN_CERT.replace("    secret-key", "    other"),
+                "secret-key` is missing",
+            ),
+            (
+                "metadata\n    name = \"x\"\n".to_string(),
+                "no `curve` section",
+            ),
+            (
+                FLUX_KEYGEN_CERT.replace(&format!("{SECRET}\""), SECRET),
+                "unterminated quote",
+            ),
             ("    public-key = \"x\"\n".to_string(), "before any section"),
             (String::new(), "no `curve` section"),
         ];
@@ -382,7 +409,10 @@ mod tests {
         assert_eq!(mode, 0o600);
         // Overwriting replaces the file and leaves no temporary behind.
         CurveCert::generate("mc-0").unwrap().write(&path).unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1);
         assert!(CurveCert::read(&path).is_ok());
     }

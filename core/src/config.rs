@@ -14,7 +14,10 @@ use crate::description::ClusterDescription;
 /// Name of the broker config template.
 pub const BROKER_TEMPLATE: &str = "broker.toml.tera";
 
-const EMBEDDED: &[(&str, &str)] = &[(BROKER_TEMPLATE, include_str!("../../templates/broker.toml.tera"))];
+const EMBEDDED: &[(&str, &str)] = &[(
+    BROKER_TEMPLATE,
+    include_str!("../../templates/broker.toml.tera"),
+)];
 
 /// The templates used to render files.
 #[derive(Clone)]
@@ -34,7 +37,8 @@ impl Templates {
     pub fn embedded() -> Self {
         let mut tera = tera::Tera::new();
         for (name, text) in EMBEDDED {
-            tera.add_raw_template(name, text).expect("embedded templates parse (checked by tests)");
+            tera.add_raw_template(name, text)
+                .expect("embedded templates parse (checked by tests)");
         }
         Templates { tera }
     }
@@ -43,14 +47,17 @@ impl Templates {
     pub fn with_overrides(dir: &Path) -> Result<Self, Error> {
         let mut t = Templates::embedded();
         if !dir.is_dir() {
-            return Err(template_err(&dir.display().to_string(), "is not a directory of templates"));
+            return Err(template_err(
+                &dir.display().to_string(),
+                "is not a directory of templates",
+            ));
         }
         for (name, _) in EMBEDDED {
             let path = dir.join(name);
             if path.exists() {
                 let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
                     path: path.display().to_string(),
-                    source: e,
+                    io: e,
                 })?;
                 t.tera
                     .add_raw_template(name, &text)
@@ -65,8 +72,12 @@ impl Templates {
         if let Some(own) = &d.flux.broker_config {
             return Ok(own.clone());
         }
-        let ctx = tera::Context::from_serialize(&BrokerContext::new(d)).map_err(|e| template_err(BROKER_TEMPLATE, e))?;
-        let text = self.tera.render(BROKER_TEMPLATE, &ctx).map_err(|e| template_err(BROKER_TEMPLATE, e))?;
+        let ctx = tera::Context::from_serialize(&BrokerContext::new(d))
+            .map_err(|e| template_err(BROKER_TEMPLATE, e))?;
+        let text = self
+            .tera
+            .render(BROKER_TEMPLATE, &ctx)
+            .map_err(|e| template_err(BROKER_TEMPLATE, e))?;
         // An override template could produce anything; refuse to hand Flux invalid TOML.
         text.parse::<toml::Table>()
             .map_err(|e| template_err(BROKER_TEMPLATE, format!("rendered invalid TOML: {e}")))?;
@@ -78,7 +89,6 @@ impl Templates {
 #[derive(Serialize)]
 struct BrokerContext {
     name: String,
-    size: u32,
     max_size: u32,
     port: u16,
     bind: String,
@@ -99,7 +109,6 @@ impl BrokerContext {
     fn new(d: &ClusterDescription) -> Self {
         BrokerContext {
             name: d.name.clone(),
-            size: d.size,
             max_size: d.max_size,
             port: d.network.port,
             bind: lit(&d.network.bind),

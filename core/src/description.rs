@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::spec::{DEFAULT_BROKER_PORT, DEFAULT_FLUX_MOUNT_PATH, DEFAULT_HEADLESS_NAME, MiniCluster, validate};
+use crate::spec::{
+    DEFAULT_BROKER_PORT, DEFAULT_FLUX_MOUNT_PATH, DEFAULT_HEADLESS_NAME, MiniCluster, validate,
+};
 
 /// Version of the description format; bumped on any incompatible change.
 pub const DESCRIPTION_VERSION: u32 = 1;
@@ -202,11 +204,18 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
     }
     let spec = &mc.spec;
     let name = mc.metadata.name.clone().unwrap_or_default();
-    let namespace = mc.metadata.namespace.clone().unwrap_or_else(|| opts.namespace.clone());
+    let namespace = mc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| opts.namespace.clone());
     // validate() has checked the ranges, so these conversions cannot fail.
     let size = u32::try_from(spec.size).unwrap_or(1);
     let max_size = u32::try_from(spec.effective_max_size()).unwrap_or(size);
-    let quorum = spec.min_size.and_then(|m| u32::try_from(m).ok()).unwrap_or(size);
+    let quorum = spec
+        .min_size
+        .and_then(|m| u32::try_from(m).ok())
+        .unwrap_or(size);
     let container = &spec.containers[spec.flux_container_index().unwrap_or(0)];
     let flux = spec.flux.clone().unwrap_or_default();
     let logging = spec.logging.clone().unwrap_or_default();
@@ -227,7 +236,11 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
         .and_then(|n| n.headless_name.clone())
         .unwrap_or_else(|| DEFAULT_HEADLESS_NAME.into());
     let view_container = flux.container.clone().unwrap_or_default();
-    let mount = if view_container.mount_path.is_empty() { DEFAULT_FLUX_MOUNT_PATH.to_string() } else { view_container.mount_path.clone() };
+    let mount = if view_container.mount_path.is_empty() {
+        DEFAULT_FLUX_MOUNT_PATH.to_string()
+    } else {
+        view_container.mount_path.clone()
+    };
     let config_dir = format!("{mount}/config");
     let paths = Paths {
         curve_cert: format!("{config_dir}/curve.cert"),
@@ -277,7 +290,10 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
         network: Network {
             port: DEFAULT_BROKER_PORT,
             bind: format!("tcp://{}:%p", opts.bind_interface),
-            connect: format!("tcp://%h.{service}.{namespace}.svc.{}:%p", opts.cluster_domain),
+            connect: format!(
+                "tcp://%h.{service}.{namespace}.svc.{}:%p",
+                opts.cluster_domain
+            ),
             service,
             cluster_domain: opts.cluster_domain.clone(),
         },
@@ -355,7 +371,10 @@ impl ClusterDescription {
         if d.version != DESCRIPTION_VERSION {
             return Err(Error::Input {
                 source_name: "cluster description".into(),
-                reason: format!("has version {}, this build reads version {DESCRIPTION_VERSION}", d.version),
+                reason: format!(
+                    "has version {}, this build reads version {DESCRIPTION_VERSION}",
+                    d.version
+                ),
             });
         }
         Ok(d)

@@ -14,7 +14,11 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub(crate) fn new(path: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        path: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         FieldError {
             path: path.into(),
             problem: problem.into(),
@@ -52,12 +56,8 @@ pub enum Error {
     #[error("template {name}: {reason}")]
     Template { name: String, reason: String },
     /// Reading or writing a file.
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {io}")]
+    Io { path: String, io: std::io::Error },
 }
 
 fn list_problems(errors: &[FieldError]) -> String {

@@ -73,7 +73,10 @@ impl Hostlist {
         for item in split_top_level(input)? {
             let item = item.trim();
             if item.is_empty() {
-                return Err(err(input, "empty entry (two commas in a row, or a trailing comma)"));
+                return Err(err(
+                    input,
+                    "empty entry (two commas in a row, or a trailing comma)",
+                ));
             }
             expand_item(input, item, &mut hosts)?;
         }
@@ -224,10 +227,16 @@ fn expand_item(input: &str, item: &str, hosts: &mut Vec<String>) -> Result<(), E
         hosts.push(item.to_string());
         return Ok(());
     };
-    let close = item[open..].find(']').map(|c| open + c).expect("brackets balanced");
+    let close = item[open..]
+        .find(']')
+        .map(|c| open + c)
+        .expect("brackets balanced");
     let (prefix, inner, suffix) = (&item[..open], &item[open + 1..close], &item[close + 1..]);
     if suffix.contains('[') {
-        return Err(err(input, "only one bracketed range per hostname is supported"));
+        return Err(err(
+            input,
+            "only one bracketed range per hostname is supported",
+        ));
     }
     check_name_chars(input, prefix)?;
     check_name_chars(input, suffix)?;
@@ -243,7 +252,10 @@ fn expand_item(input: &str, item: &str, hosts: &mut Vec<String>) -> Result<(), E
         }
         let count = usize::try_from(hi - lo + 1).unwrap_or(usize::MAX);
         if hosts.len().saturating_add(count) > MAX_HOSTS {
-            return Err(err(input, format!("expands to more than {MAX_HOSTS} hosts")));
+            return Err(err(
+                input,
+                format!("expands to more than {MAX_HOSTS} hosts"),
+            ));
         }
         let width = lo_s.len();
         for n in lo..=hi {
@@ -292,7 +304,10 @@ mod tests {
 
     #[test]
     fn expands_rfc29_examples() {
-        assert_eq!(hl("mc-[0-3,7],login1"), ["mc-0", "mc-1", "mc-2", "mc-3", "mc-7", "login1"]);
+        assert_eq!(
+            hl("mc-[0-3,7],login1"),
+            ["mc-0", "mc-1", "mc-2", "mc-3", "mc-7", "login1"]
+        );
         assert_eq!(hl("node[01-03]"), ["node01", "node02", "node03"]);
         assert_eq!(hl("n[9-11]-ib"), ["n9-ib", "n10-ib", "n11-ib"]);
         assert_eq!(hl("foo"), ["foo"]);

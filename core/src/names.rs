@@ -7,10 +7,18 @@ pub fn dns_label_problem(s: &str) -> Option<String> {
         return Some("is empty".into());
     }
     if s.len() > 63 {
-        return Some(format!("is {} characters long; at most 63 are allowed", s.len()));
+        return Some(format!(
+            "is {} characters long; at most 63 are allowed",
+            s.len()
+        ));
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
-        return Some(format!("contains {c:?}; only lowercase letters, digits and '-' are allowed"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "contains {c:?}; only lowercase letters, digits and '-' are allowed"
+        ));
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Some("must start and end with a letter or digit".into());
@@ -21,14 +29,18 @@ pub fn dns_label_problem(s: &str) -> Option<String> {
 /// RFC 1035 label (Service names): a DNS label that starts with a letter.
 pub fn dns1035_label_problem(s: &str) -> Option<String> {
     dns_label_problem(s).or_else(|| {
-        (!s.starts_with(|c: char| c.is_ascii_lowercase())).then(|| "must start with a lowercase letter".into())
+        (!s.starts_with(|c: char| c.is_ascii_lowercase()))
+            .then(|| "must start with a lowercase letter".into())
     })
 }
 
 /// RFC 1123 subdomain (object names such as Secrets and PVCs): dot-separated DNS labels, ≤ 253.
 pub fn dns_subdomain_problem(s: &str) -> Option<String> {
     if s.len() > 253 {
-        return Some(format!("is {} characters long; at most 253 are allowed", s.len()));
+        return Some(format!(
+            "is {} characters long; at most 253 are allowed",
+            s.len()
+        ));
     }
     s.split('.').find_map(dns_label_problem)
 }
@@ -54,9 +66,16 @@ pub fn quantity_problem(s: &str) -> Option<String> {
         .unwrap_or(s.len());
     let (num, suffix) = s.split_at(num_end);
     let suffix_ok = SUFFIXES.contains(&suffix)
-        || (suffix.starts_with(['e', 'E']) && suffix[1..].trim_start_matches(['+', '-']).chars().all(|c| c.is_ascii_digit()) && suffix.len() > 1);
+        || (suffix.starts_with(['e', 'E'])
+            && suffix[1..]
+                .trim_start_matches(['+', '-'])
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            && suffix.len() > 1);
     if num.is_empty() || num.parse::<f64>().is_err() || !suffix_ok {
-        Some(format!("{s:?} is not a Kubernetes quantity (examples: 2, 500m, 1.5Gi)"))
+        Some(format!(
+            "{s:?} is not a Kubernetes quantity (examples: 2, 500m, 1.5Gi)"
+        ))
     } else {
         None
     }
@@ -84,7 +103,10 @@ pub fn parse_fsd(s: &str) -> Option<f64> {
     if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return None;
     }
-    num.parse::<f64>().ok().filter(|v| v.is_finite()).map(|v| v * mult)
+    num.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v * mult)
 }
 
 #[cfg(test)]

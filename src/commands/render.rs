@@ -34,7 +34,9 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let source = args
         .file
         .as_ref()
-        .map_or("<built-in hello-world>".to_string(), |p| p.display().to_string());
+        .map_or("<built-in hello-world>".to_string(), |p| {
+            p.display().to_string()
+        });
     for note in &loaded.skipped {
         tracing::info!("{source}: skipping {note}");
     }
@@ -62,25 +64,43 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     }
 }
 
-fn report_unknown_fields(source: &str, clusters: &[LoadedCluster], strict: bool) -> anyhow::Result<()> {
+fn report_unknown_fields(
+    source: &str,
+    clusters: &[LoadedCluster],
+    strict: bool,
+) -> anyhow::Result<()> {
     let unknown: Vec<&String> = clusters.iter().flat_map(|c| &c.unknown_fields).collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let list = unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let list = unknown
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     if strict {
-        bail!("{source}: fields the MiniCluster schema does not have: {list} (remove them, or drop --strict to ignore them)");
+        bail!(
+            "{source}: fields the MiniCluster schema does not have: {list} (remove them, or drop --strict to ignore them)"
+        );
     }
     for f in unknown {
-        eprintln!("warning: {source}: {f} is not a MiniCluster field and is ignored (--strict makes this an error)");
+        eprintln!(
+            "warning: {source}: {f} is not a MiniCluster field and is ignored (--strict makes this an error)"
+        );
     }
     Ok(())
 }
 
-fn render_one(lc: &LoadedCluster, opts: &DescribeOptions, templates: &Templates, with_cert: bool) -> anyhow::Result<Rendered> {
+fn render_one(
+    lc: &LoadedCluster,
+    opts: &DescribeOptions,
+    templates: &Templates,
+    with_cert: bool,
+) -> anyhow::Result<Rendered> {
     let mc = &lc.cluster;
     let name = mc.metadata.name.clone().unwrap_or_default();
-    let description: ClusterDescription = describe(mc, opts).with_context(|| format!("MiniCluster {name:?} is not valid"))?;
+    let description: ClusterDescription =
+        describe(mc, opts).with_context(|| format!("MiniCluster {name:?} is not valid"))?;
     let mut files = vec![
         ("description.json", description.to_json() + "\n"),
         ("broker.toml", templates.broker_config(&description)?),
@@ -110,15 +130,21 @@ fn print_all(rendered: &[Rendered]) {
 fn write_all(dir: &Path, rendered: &[Rendered]) -> anyhow::Result<()> {
     for r in rendered {
         // Several MiniClusters in one file each get a directory of their own.
-        let target: PathBuf = if rendered.len() > 1 { dir.join(&r.name) } else { dir.to_path_buf() };
-        std::fs::create_dir_all(&target).with_context(|| format!("creating {}", target.display()))?;
+        let target: PathBuf = if rendered.len() > 1 {
+            dir.join(&r.name)
+        } else {
+            dir.to_path_buf()
+        };
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("creating {}", target.display()))?;
         for (file, text) in &r.files {
             let path = target.join(file);
             if *file == "curve.cert" {
                 // Owner-only and atomic: Flux refuses a certificate others can read.
                 CurveCert::parse(text)?.write(&path)?;
             } else {
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             eprintln!("wrote {}", path.display());
         }

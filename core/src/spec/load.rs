@@ -42,14 +42,14 @@ pub fn load_file(path: &Path) -> Result<Loaded, Error> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::Io {
         path: name.clone(),
-        source: e,
+        io: e,
     })?;
     let mut bytes = Vec::new();
     file.take(MAX_INPUT_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| Error::Io {
             path: name.clone(),
-            source: e,
+            io: e,
         })?;
     load_bytes(&name, &bytes)
 }
@@ -68,9 +68,20 @@ pub fn load_bytes(source_name: &str, bytes: &[u8]) -> Result<Loaded, Error> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         input_err(
             source_name,
-            format!("is not UTF-8 text (invalid byte at offset {})", e.valid_up_to()),
+            format!(
+                "is not UTF-8 text (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
         )
     })?;
+    if let Some(line) = flow_nesting_beyond(text, MAX_FLOW_DEPTH) {
+        return Err(input_err(
+            source_name,
+            format!(
+                "nests brackets deeper than {MAX_FLOW_DEPTH} levels (line {line}); a MiniCluster spec never does"
+            ),
+        ));
+    }
     let mut loaded = Loaded {
         clusters: Vec::new(),
         skipped: Vec::new(),
@@ -90,10 +101,19 @@ pub fn load_bytes(source_name: &str, bytes: &[u8]) -> Result<Loaded, Error> {
             }
         }
         let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
-        let api_version = value.get("apiVersion").and_then(|k| k.as_str()).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(|k| k.as_str())
+            .unwrap_or("");
         if kind != "MiniCluster" {
-            let what = if kind.is_empty() { "an object without `kind`".to_string() } else { format!("a {kind}") };
-            loaded.skipped.push(format!("document {n} is {what}, not a MiniCluster"));
+            let what = if kind.is_empty() {
+                "an object without `kind`".to_string()
+            } else {
+                format!("a {kind}")
+            };
+            loaded
+                .skipped
+                .push(format!("document {n} is {what}, not a MiniCluster"));
             continue;
         }
         if api_version != API_VERSION {
@@ -116,7 +136,11 @@ pub fn load_bytes(source_name: &str, bytes: &[u8]) -> Result<Loaded, Error> {
         let cluster: MiniCluster = serde_path_to_error::deserialize(de).map_err(|e| {
             input_err(
                 source_name,
-                format!("document {n}: {}: {}", dotted(&e.path().to_string()), e.inner()),
+                format!(
+                    "document {n}: {}: {}",
+                    dotted(&e.path().to_string()),
+                    e.inner()
+                ),
             )
         })?;
         loaded.clusters.push(LoadedCluster {
@@ -126,13 +150,47 @@ pub fn load_bytes(source_name: &str, bytes: &[u8]) -> Result<Loaded, Error> {
     }
     if loaded.clusters.is_empty() {
         let reason = if loaded.skipped.is_empty() {
-            format!("is empty; expected a MiniCluster (apiVersion: {API_VERSION}, kind: MiniCluster)")
+            format!(
+                "is empty; expected a MiniCluster (apiVersion: {API_VERSION}, kind: MiniCluster)"
+            )
         } else {
             format!("has no MiniCluster: {}", loaded.skipped.join("; "))
         };
         return Err(input_err(source_name, reason));
     }
     Ok(loaded)
+}
+
+/// Deepest `[`/`{` nesting accepted. The YAML scanner slows down quadratically with flow
+/// nesting (minutes for 100,000 levels), so deeper input is refused before it is parsed.
+const MAX_FLOW_DEPTH: usize = 64;
+
+/// The line where flow collections nest deeper than `max`, if they do. Quoted text and
+/// comments are skipped; brackets in block scalars are counted, which errs on the safe side.
+fn flow_nesting_beyond(text: &str, max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if prev.is_whitespace() => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(n + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+    }
+    None
 }
 
 /// `spec.containers[0].foo` from serde_ignored's path.
@@ -143,11 +201,15 @@ fn format_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", format_path(parent)),
         Path::Map { parent, key } => {
             let p = format_path(parent);
-            if p.is_empty() { key.clone() } else { format!("{p}.{key}") }
+            if p.is_empty() {
+                key.clone()
+            } else {
+                format!("{p}.{key}")
+            }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            format_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => format_path(parent),
     }
 }
 

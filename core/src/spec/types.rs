@@ -55,6 +55,9 @@ fn default_lead_port() -> i32 {
 }
 
 /// MiniCluster is an HPC cluster in Kubernetes: N Flux brokers forming one Flux instance.
+// Several `printcolumn(...)` entries repeat `type_ = "string"`, which clippy mistakes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "flux-framework.org",
@@ -73,7 +76,11 @@ fn default_lead_port() -> i32 {
     printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MiniClusterSpec {
@@ -90,7 +97,7 @@ pub struct MiniClusterSpec {
     pub backoff_limit: Option<i32>,
     /// Delete the MiniCluster when the rank 0 broker completes.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub cleanup: bool,
     /// Limit of the Job's run time, in seconds.
     #[serde(default = "default_deadline")]
@@ -100,7 +107,7 @@ pub struct MiniClusterSpec {
     pub flux: Option<FluxSpec>,
     /// A single-user, interactive (persistent) MiniCluster.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub interactive: bool,
     /// Labels for the Job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -188,7 +195,7 @@ pub struct Container {
     pub ports: Vec<i32>,
     /// Always pull the image.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub pull_always: bool,
     /// Resource limits and requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,7 +400,7 @@ pub struct ContainerVolume {
     pub csi_driver_attributes: BTreeMap<String, String>,
     /// An emptyDir.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub empty_dir: bool,
     /// Medium of the emptyDir (e.g. Memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -412,7 +419,7 @@ pub struct ContainerVolume {
     pub path: Option<String>,
     /// Mount read-only.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub read_only: bool,
     /// A Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -546,7 +553,7 @@ pub struct LeadBroker {
 pub struct FluxContainer {
     /// The application image already has Flux: do not add the view.
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub disable: bool,
     #[serde(default = "default_view_image")]
     pub image: String,
@@ -557,7 +564,7 @@ pub struct FluxContainer {
     #[serde(default = "default_view_name")]
     pub name: String,
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub pull_always: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python_path: Option<String>,
@@ -603,19 +610,19 @@ pub struct Scheduler {
 #[serde(rename_all = "camelCase")]
 pub struct LoggingSpec {
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub debug: bool,
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub quiet: bool,
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub strict: bool,
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub timed: bool,
     #[serde(default, skip_serializing_if = "is_false")]
-    #[schemars(default)]
+    #[schemars(extend("default" = false))]
     pub zeromq: bool,
 }
 
@@ -741,6 +748,29 @@ pub struct MiniClusterStatus {
     /// Pending, Running, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+}
+
+/// Where a memory-backed emptyDir without a path is mounted, as flux-operator does.
+pub const SHARED_MEMORY_PATH: &str = "/dev/shm";
+
+impl ContainerVolume {
+    /// A memory-backed emptyDir (medium `Memory`, any case): MPI's shared memory.
+    pub fn is_shared_memory(&self) -> bool {
+        self.empty_dir
+            && self
+                .empty_dir_medium
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case("memory"))
+    }
+
+    /// The mount path: `path`, or `/dev/shm` for a memory emptyDir without one.
+    pub fn mount_path(&self) -> Option<&str> {
+        match self.path.as_deref() {
+            Some(p) if !p.is_empty() => Some(p),
+            _ if self.is_shared_memory() => Some(SHARED_MEMORY_PATH),
+            _ => None,
+        }
+    }
 }
 
 impl MiniClusterSpec {

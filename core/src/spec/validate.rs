@@ -26,14 +26,21 @@ pub fn validate(mc: &MiniCluster) -> Vec<FieldError> {
     for (i, c) in spec.services.iter().enumerate() {
         let path = format!("spec.services[{i}]");
         if c.name.is_none() {
-            v.push(FieldError::new(format!("{path}.name"), "is missing", "give every service container a name"));
+            v.push(FieldError::new(
+                format!("{path}.name"),
+                "is missing",
+                "give every service container a name",
+            ));
         }
         validate_container(&path, c, &mut v);
     }
     if let Some(flux) = &spec.flux {
         validate_flux(flux, &mut v);
     }
-    if let Some(name) = spec.network.as_ref().and_then(|n| n.headless_name.as_deref())
+    if let Some(name) = spec
+        .network
+        .as_ref()
+        .and_then(|n| n.headless_name.as_deref())
         && let Some(p) = dns1035_label_problem(name)
     {
         v.push(FieldError::new(
@@ -48,7 +55,11 @@ pub fn validate(mc: &MiniCluster) -> Vec<FieldError> {
     if let Some(path) = spec.archive.as_ref().and_then(|a| a.path.as_deref())
         && !path.starts_with('/')
     {
-        v.push(FieldError::new("spec.archive.path", format!("{path:?} is not an absolute path"), "use an absolute path such as /state/archive"));
+        v.push(FieldError::new(
+            "spec.archive.path",
+            format!("{path:?} is not an absolute path"),
+            "use an absolute path such as /state/archive",
+        ));
     }
     for (k, val) in &spec.job_labels {
         validate_label(&format!("spec.jobLabels.{k}"), k, val, &mut v);
@@ -58,11 +69,19 @@ pub fn validate(mc: &MiniCluster) -> Vec<FieldError> {
 
 fn validate_name(mc: &MiniCluster, v: &mut Vec<FieldError>) {
     let Some(name) = mc.metadata.name.as_deref() else {
-        v.push(FieldError::new("metadata.name", "is missing", "give the MiniCluster a name, e.g. metadata.name: flux-sample"));
+        v.push(FieldError::new(
+            "metadata.name",
+            "is missing",
+            "give the MiniCluster a name, e.g. metadata.name: flux-sample",
+        ));
         return;
     };
     if let Some(p) = dns1035_label_problem(name) {
-        v.push(FieldError::new("metadata.name", format!("{name:?} {p}"), "use lowercase letters, digits and '-', starting with a letter"));
+        v.push(FieldError::new(
+            "metadata.name",
+            format!("{name:?} {p}"),
+            "use lowercase letters, digits and '-', starting with a letter",
+        ));
         return;
     }
     // Broker hostnames are `<name>-<index>` and must stay DNS labels.
@@ -78,53 +97,103 @@ fn validate_name(mc: &MiniCluster, v: &mut Vec<FieldError>) {
 
 fn validate_sizes(spec: &MiniClusterSpec, v: &mut Vec<FieldError>) {
     if spec.size < 1 {
-        v.push(FieldError::new("spec.size", format!("is {}; a MiniCluster has at least one broker", spec.size), "set size to 1 or more"));
+        v.push(FieldError::new(
+            "spec.size",
+            format!("is {}; a MiniCluster has at least one broker", spec.size),
+            "set size to 1 or more",
+        ));
     }
     if spec.size > MAX_BROKERS {
-        v.push(FieldError::new("spec.size", format!("is {}; at most {MAX_BROKERS} brokers are supported", spec.size), format!("set size to {MAX_BROKERS} or less")));
+        v.push(FieldError::new(
+            "spec.size",
+            format!(
+                "is {}; at most {MAX_BROKERS} brokers are supported",
+                spec.size
+            ),
+            format!("set size to {MAX_BROKERS} or less"),
+        ));
     }
     if let Some(max) = spec.max_size {
         if max < spec.size {
-            v.push(FieldError::new("spec.maxSize", format!("is {max}, smaller than size {}", spec.size), format!("set maxSize to at least {} or remove it", spec.size)));
+            v.push(FieldError::new(
+                "spec.maxSize",
+                format!("is {max}, smaller than size {}", spec.size),
+                format!("set maxSize to at least {} or remove it", spec.size),
+            ));
         }
         if max > MAX_BROKERS {
-            v.push(FieldError::new("spec.maxSize", format!("is {max}; at most {MAX_BROKERS} brokers are supported"), format!("set maxSize to {MAX_BROKERS} or less")));
+            v.push(FieldError::new(
+                "spec.maxSize",
+                format!("is {max}; at most {MAX_BROKERS} brokers are supported"),
+                format!("set maxSize to {MAX_BROKERS} or less"),
+            ));
         }
     }
     if let Some(min) = spec.min_size
         && (min < 1 || min > spec.size)
     {
-        v.push(FieldError::new("spec.minSize", format!("is {min}; it must be between 1 and size ({})", spec.size), "set minSize within 1..=size, or remove it to wait for all brokers"));
+        v.push(FieldError::new(
+            "spec.minSize",
+            format!("is {min}; it must be between 1 and size ({})", spec.size),
+            "set minSize within 1..=size, or remove it to wait for all brokers",
+        ));
     }
     if spec.tasks < 1 {
-        v.push(FieldError::new("spec.tasks", format!("is {}", spec.tasks), "set tasks to 1 or more"));
+        v.push(FieldError::new(
+            "spec.tasks",
+            format!("is {}", spec.tasks),
+            "set tasks to 1 or more",
+        ));
     }
     if spec.deadline_seconds < 1 {
-        v.push(FieldError::new("spec.deadlineSeconds", format!("is {}", spec.deadline_seconds), "set a positive number of seconds"));
+        v.push(FieldError::new(
+            "spec.deadlineSeconds",
+            format!("is {}", spec.deadline_seconds),
+            "set a positive number of seconds",
+        ));
     }
     if let Some(b) = spec.backoff_limit
         && b < 0
     {
-        v.push(FieldError::new("spec.backoffLimit", format!("is {b}"), "set 0 or more retries"));
+        v.push(FieldError::new(
+            "spec.backoffLimit",
+            format!("is {b}"),
+            "set 0 or more retries",
+        ));
     }
 }
 
 fn validate_containers(spec: &MiniClusterSpec, v: &mut Vec<FieldError>) {
     if spec.containers.is_empty() {
-        v.push(FieldError::new("spec.containers", "is empty", "add a container with the image that has your application"));
+        v.push(FieldError::new(
+            "spec.containers",
+            "is empty",
+            "add a container with the image that has your application",
+        ));
         return;
     }
-    let flux_marked: Vec<usize> = spec.containers.iter().enumerate().filter(|(_, c)| c.run_flux == Some(true)).map(|(i, _)| i).collect();
+    let flux_marked: Vec<usize> = spec
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.run_flux == Some(true))
+        .map(|(i, _)| i)
+        .collect();
     if flux_marked.len() > 1 {
         v.push(FieldError::new(
             "spec.containers",
-            format!("containers {flux_marked:?} all set runFlux: true; exactly one container runs Flux"),
+            format!(
+                "containers {flux_marked:?} all set runFlux: true; exactly one container runs Flux"
+            ),
             "keep runFlux: true on one container only",
         ));
     } else if flux_marked.is_empty() && spec.containers.len() > 1 {
         v.push(FieldError::new(
             "spec.containers",
-            format!("{} containers and none sets runFlux: true; exactly one container runs Flux", spec.containers.len()),
+            format!(
+                "{} containers and none sets runFlux: true; exactly one container runs Flux",
+                spec.containers.len()
+            ),
             "set runFlux: true on the container that runs your application",
         ));
     }
@@ -133,20 +202,36 @@ fn validate_containers(spec: &MiniClusterSpec, v: &mut Vec<FieldError>) {
     for (i, c) in spec.containers.iter().enumerate() {
         let path = format!("spec.containers[{i}]");
         let runs_flux = flux_index == Some(i);
-        if !runs_flux && c.name.is_none() {
-            v.push(FieldError::new(format!("{path}.name"), "is missing; containers that do not run Flux need a name", "add a name such as sidecar"));
+        if flux_index.is_some() && !runs_flux && c.name.is_none() {
+            v.push(FieldError::new(
+                format!("{path}.name"),
+                "is missing; containers that do not run Flux need a name",
+                "add a name such as sidecar",
+            ));
         }
         if let Some(n) = &c.name
             && !names.insert(n.clone())
         {
-            v.push(FieldError::new(format!("{path}.name"), format!("{n:?} is used by another container"), "give every container a unique name"));
+            v.push(FieldError::new(
+                format!("{path}.name"),
+                format!("{n:?} is used by another container"),
+                "give every container a unique name",
+            ));
         }
         if runs_flux {
             if c.launcher == Some(true) && c.batch == Some(true) {
-                v.push(FieldError::new(format!("{path}.launcher"), "launcher and batch are both true; they are different ways to run the command", "keep one of launcher: true or batch: true"));
+                v.push(FieldError::new(
+                    format!("{path}.launcher"),
+                    "launcher and batch are both true; they are different ways to run the command",
+                    "keep one of launcher: true or batch: true",
+                ));
             }
             if c.batch_raw == Some(true) && c.batch != Some(true) {
-                v.push(FieldError::new(format!("{path}.batchRaw"), "is true but batch is not", "set batch: true as well, or remove batchRaw"));
+                v.push(FieldError::new(
+                    format!("{path}.batchRaw"),
+                    "is true but batch is not",
+                    "set batch: true as well, or remove batchRaw",
+                ));
             }
             let has_command = c.command.as_deref().is_some_and(|s| !s.trim().is_empty());
             if !has_command && !spec.interactive {
@@ -163,33 +248,61 @@ fn validate_containers(spec: &MiniClusterSpec, v: &mut Vec<FieldError>) {
 
 fn validate_container(path: &str, c: &Container, v: &mut Vec<FieldError>) {
     if c.image.trim().is_empty() {
-        v.push(FieldError::new(format!("{path}.image"), "is empty", "name the container image, e.g. ubuntu:noble"));
+        v.push(FieldError::new(
+            format!("{path}.image"),
+            "is empty",
+            "name the container image, e.g. ubuntu:noble",
+        ));
     }
     if let Some(n) = &c.name
         && let Some(p) = dns_label_problem(n)
     {
-        v.push(FieldError::new(format!("{path}.name"), format!("{n:?} {p}"), "use a DNS label such as app"));
+        v.push(FieldError::new(
+            format!("{path}.name"),
+            format!("{n:?} {p}"),
+            "use a DNS label such as app",
+        ));
     }
     if let Some(p) = &c.image_pull_policy
         && !["Always", "IfNotPresent", "Never"].contains(&p.as_str())
     {
-        v.push(FieldError::new(format!("{path}.imagePullPolicy"), format!("{p:?} is not a pull policy"), "use Always, IfNotPresent or Never"));
+        v.push(FieldError::new(
+            format!("{path}.imagePullPolicy"),
+            format!("{p:?} is not a pull policy"),
+            "use Always, IfNotPresent or Never",
+        ));
     }
     for (j, port) in c.ports.iter().enumerate() {
         if !(1..=65535).contains(port) {
-            v.push(FieldError::new(format!("{path}.ports[{j}]"), format!("{port} is not a port number"), "use a port between 1 and 65535"));
+            v.push(FieldError::new(
+                format!("{path}.ports[{j}]"),
+                format!("{port} is not a port number"),
+                "use a port between 1 and 65535",
+            ));
         }
     }
     validate_env(&format!("{path}.environment"), &c.environment, v);
     for (var, s) in &c.secrets {
         if let Some(p) = env_name_problem(var) {
-            v.push(FieldError::new(format!("{path}.secrets.{var}"), format!("variable name {p}"), "use a name such as API_TOKEN"));
+            v.push(FieldError::new(
+                format!("{path}.secrets.{var}"),
+                format!("variable name {p}"),
+                "use a name such as API_TOKEN",
+            ));
         }
         if let Some(p) = dns_subdomain_problem(&s.name) {
-            v.push(FieldError::new(format!("{path}.secrets.{var}.name"), format!("{:?} {p}", s.name), "name an existing Secret"));
+            v.push(FieldError::new(
+                format!("{path}.secrets.{var}.name"),
+                format!("{:?} {p}", s.name),
+                "name an existing Secret",
+            ));
         }
         if s.key.is_empty() {
-            v.push(FieldError::new(format!("{path}.secrets.{var}.key"), "is empty", "name a key of the Secret"));
+            v.push(FieldError::new(
+                format!("{path}.secrets.{var}.key"),
+                "is empty",
+                "name a key of the Secret",
+            ));
         }
     }
     if let Some(r) = &c.resources {
@@ -203,10 +316,19 @@ fn validate_container(path: &str, c: &Container, v: &mut Vec<FieldError>) {
 
 fn validate_volume(path: &str, name: &str, vol: &ContainerVolume, v: &mut Vec<FieldError>) {
     if let Some(p) = dns_label_problem(name) {
-        v.push(FieldError::new(path, format!("volume name {name:?} {p}"), "use a DNS label such as data"));
+        v.push(FieldError::new(
+            path,
+            format!("volume name {name:?} {p}"),
+            "use a DNS label such as data",
+        ));
     }
     match vol.path.as_deref() {
-        None | Some("") => v.push(FieldError::new(format!("{path}.path"), "is missing; a volume needs a mount path", "add path: /where/to/mount")),
+        None | Some("") if vol.is_shared_memory() => {}
+        None | Some("") => v.push(FieldError::new(
+            format!("{path}.path"),
+            "is missing; a volume needs a mount path (only a memory emptyDir has a default, /dev/shm)",
+            "add path: /where/to/mount",
+        )),
         Some(p) if !p.starts_with('/') => v.push(FieldError::new(format!("{path}.path"), format!("{p:?} is not absolute"), "use an absolute path such as /data")),
         _ => {}
     }
@@ -222,87 +344,165 @@ fn validate_volume(path: &str, name: &str, vol: &ContainerVolume, v: &mut Vec<Fi
     .filter_map(|(n, set)| set.then_some(n))
     .collect();
     if sources.len() > 1 {
-        v.push(FieldError::new(path, format!("has several sources ({}); a volume has one", sources.join(", ")), "keep one of them, or split it into several volumes"));
+        v.push(FieldError::new(
+            path,
+            format!(
+                "has several sources ({}); a volume has one",
+                sources.join(", ")
+            ),
+            "keep one of them, or split it into several volumes",
+        ));
     }
     if !vol.items.is_empty() && vol.config_map_name.is_none() && vol.secret_name.is_none() {
-        v.push(FieldError::new(format!("{path}.items"), "are set but the volume is not a ConfigMap or Secret", "set configMapName, or remove items"));
+        v.push(FieldError::new(
+            format!("{path}.items"),
+            "are set but the volume is not a ConfigMap or Secret",
+            "set configMapName, or remove items",
+        ));
     }
     if (vol.empty_dir_medium.is_some() || vol.empty_dir_size_limit.is_some()) && !vol.empty_dir {
-        v.push(FieldError::new(format!("{path}.emptyDir"), "is false but emptyDirMedium/emptyDirSizeLimit are set", "set emptyDir: true"));
+        v.push(FieldError::new(
+            format!("{path}.emptyDir"),
+            "is false but emptyDirMedium/emptyDirSizeLimit are set",
+            "set emptyDir: true",
+        ));
     }
     if let Some(limit) = &vol.empty_dir_size_limit
         && let Some(p) = quantity_problem(limit)
     {
-        v.push(FieldError::new(format!("{path}.emptyDirSizeLimit"), p, "use a quantity such as 1Gi"));
+        v.push(FieldError::new(
+            format!("{path}.emptyDirSizeLimit"),
+            p,
+            "use a quantity such as 1Gi",
+        ));
     }
     if let Some(hp) = &vol.host_path
         && !hp.starts_with('/')
     {
-        v.push(FieldError::new(format!("{path}.hostPath"), format!("{hp:?} is not absolute"), "use an absolute host path"));
+        v.push(FieldError::new(
+            format!("{path}.hostPath"),
+            format!("{hp:?} is not absolute"),
+            "use an absolute host path",
+        ));
     }
 }
 
 fn validate_flux(flux: &FluxSpec, v: &mut Vec<FieldError>) {
     if parse_fsd(&flux.connect_timeout).is_none() {
-        v.push(FieldError::new("spec.flux.connectTimeout", format!("{:?} is not a Flux Standard Duration", flux.connect_timeout), "use a duration such as 5s, 1m or 0.5h"));
+        v.push(FieldError::new(
+            "spec.flux.connectTimeout",
+            format!("{:?} is not a Flux Standard Duration", flux.connect_timeout),
+            "use a duration such as 5s, 1m or 0.5h",
+        ));
     }
     if !(0..=7).contains(&flux.log_level) {
-        v.push(FieldError::new("spec.flux.logLevel", format!("is {}", flux.log_level), "use a syslog level from 0 (emergencies only) to 7 (debug)"));
+        v.push(FieldError::new(
+            "spec.flux.logLevel",
+            format!("is {}", flux.log_level),
+            "use a syslog level from 0 (emergencies only) to 7 (debug)",
+        ));
     }
     if let Some(t) = &flux.topology
         && !valid_topology(t)
     {
-        v.push(FieldError::new("spec.flux.topology", format!("{t:?} is not a TBON topology"), "use kary:K, binomial, mincrit, mincrit:K or custom"));
+        v.push(FieldError::new(
+            "spec.flux.topology",
+            format!("{t:?} is not a TBON topology"),
+            "use kary:K, binomial, mincrit, mincrit:K or custom",
+        ));
     }
-    if let Some(p) = flux.scheduler.as_ref().and_then(|s| s.queue_policy.as_deref())
+    if let Some(p) = flux
+        .scheduler
+        .as_ref()
+        .and_then(|s| s.queue_policy.as_deref())
         && !QUEUE_POLICIES.contains(&p)
     {
-        v.push(FieldError::new("spec.flux.scheduler.queuePolicy", format!("{p:?} is not a Fluxion queue policy"), format!("use one of {}", QUEUE_POLICIES.join(", "))));
+        v.push(FieldError::new(
+            "spec.flux.scheduler.queuePolicy",
+            format!("{p:?} is not a Fluxion queue policy"),
+            format!("use one of {}", QUEUE_POLICIES.join(", ")),
+        ));
     }
     if let Some(cert) = &flux.curve_cert
         && let Err(e) = CurveCert::parse(cert)
     {
-        v.push(FieldError::new("spec.flux.curveCert", e.to_string(), "paste the whole file `flux keygen` writes, or remove curveCert to have one generated"));
+        v.push(FieldError::new(
+            "spec.flux.curveCert",
+            e.to_string(),
+            "paste the whole file `flux keygen` writes, or remove curveCert to have one generated",
+        ));
     }
     if let Some(cfg) = &flux.broker_config
         && let Err(e) = cfg.parse::<toml::Table>()
     {
         let first = e.to_string().lines().next().unwrap_or_default().to_string();
-        v.push(FieldError::new("spec.flux.brokerConfig", format!("is not valid TOML: {first}"), "fix the TOML, or remove brokerConfig to have it generated"));
+        v.push(FieldError::new(
+            "spec.flux.brokerConfig",
+            format!("is not valid TOML: {first}"),
+            "fix the TOML, or remove brokerConfig to have it generated",
+        ));
     }
     if let Some(c) = &flux.container
         && !c.mount_path.starts_with('/')
     {
-        v.push(FieldError::new("spec.flux.container.mountPath", format!("{:?} is not absolute", c.mount_path), "use an absolute path such as /mnt/flux"));
+        v.push(FieldError::new(
+            "spec.flux.container.mountPath",
+            format!("{:?} is not absolute", c.mount_path),
+            "use an absolute path such as /mnt/flux",
+        ));
     }
     validate_env("spec.flux.environment", &flux.environment, v);
     if let Some(b) = &flux.bursting {
         if let Some(h) = &b.hostlist
             && let Err(e) = Hostlist::parse(h)
         {
-            v.push(FieldError::new("spec.flux.bursting.hostlist", e.to_string(), "use RFC 29 hostlist syntax such as mc-[0-3],burst-[0-7]"));
+            v.push(FieldError::new(
+                "spec.flux.bursting.hostlist",
+                e.to_string(),
+                "use RFC 29 hostlist syntax such as mc-[0-3],burst-[0-7]",
+            ));
         }
         if let Some(lead) = &b.lead_broker {
             if !(1..=65535).contains(&lead.port) {
-                v.push(FieldError::new("spec.flux.bursting.leadBroker.port", format!("{} is not a port number", lead.port), "use a port between 1 and 65535"));
+                v.push(FieldError::new(
+                    "spec.flux.bursting.leadBroker.port",
+                    format!("{} is not a port number", lead.port),
+                    "use a port between 1 and 65535",
+                ));
             }
             if lead.size < 1 {
-                v.push(FieldError::new("spec.flux.bursting.leadBroker.size", format!("is {}", lead.size), "set the lead cluster's size (1 or more)"));
+                v.push(FieldError::new(
+                    "spec.flux.bursting.leadBroker.size",
+                    format!("is {}", lead.size),
+                    "set the lead cluster's size (1 or more)",
+                ));
             }
             if lead.address.is_empty() {
-                v.push(FieldError::new("spec.flux.bursting.leadBroker.address", "is empty", "give the lead broker's IP address or hostname"));
+                v.push(FieldError::new(
+                    "spec.flux.bursting.leadBroker.address",
+                    "is empty",
+                    "give the lead broker's IP address or hostname",
+                ));
             }
         }
         for (i, c) in b.clusters.iter().enumerate() {
             if let Some(s) = c.size
                 && s < 1
             {
-                v.push(FieldError::new(format!("spec.flux.bursting.clusters[{i}].size"), format!("is {s}"), "set 1 or more, or remove it to use the local size"));
+                v.push(FieldError::new(
+                    format!("spec.flux.bursting.clusters[{i}].size"),
+                    format!("is {s}"),
+                    "set 1 or more, or remove it to use the local size",
+                ));
             }
             if let Some(n) = &c.name
                 && let Some(p) = dns_label_problem(n)
             {
-                v.push(FieldError::new(format!("spec.flux.bursting.clusters[{i}].name"), format!("{n:?} {p}"), "use a DNS label"));
+                v.push(FieldError::new(
+                    format!("spec.flux.bursting.clusters[{i}].name"),
+                    format!("{n:?} {p}"),
+                    "use a DNS label",
+                ));
             }
         }
     }
@@ -321,12 +521,20 @@ fn validate_pod(pod: &PodSpec, v: &mut Vec<FieldError>) {
     if let Some(p) = &pod.restart_policy
         && !["OnFailure", "Never"].contains(&p.as_str())
     {
-        v.push(FieldError::new("spec.pod.restartPolicy", format!("{p:?} is not allowed for the pods of a Job"), "use OnFailure or Never"));
+        v.push(FieldError::new(
+            "spec.pod.restartPolicy",
+            format!("{p:?} is not allowed for the pods of a Job"),
+            "use OnFailure or Never",
+        ));
     }
     if let Some(p) = &pod.dns_policy
         && !["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"].contains(&p.as_str())
     {
-        v.push(FieldError::new("spec.pod.dnsPolicy", format!("{p:?} is not a DNS policy"), "use ClusterFirst, ClusterFirstWithHostNet, Default or None"));
+        v.push(FieldError::new(
+            "spec.pod.dnsPolicy",
+            format!("{p:?} is not a DNS policy"),
+            "use ClusterFirst, ClusterFirstWithHostNet, Default or None",
+        ));
     }
     validate_quantities("spec.pod.resources", &pod.resources, v);
     for (k, val) in &pod.labels {
@@ -336,12 +544,20 @@ fn validate_pod(pod: &PodSpec, v: &mut Vec<FieldError>) {
         if let Some(op) = &t.operator
             && !["Equal", "Exists"].contains(&op.as_str())
         {
-            v.push(FieldError::new(format!("spec.pod.tolerations[{i}].operator"), format!("{op:?} is not a toleration operator"), "use Equal or Exists"));
+            v.push(FieldError::new(
+                format!("spec.pod.tolerations[{i}].operator"),
+                format!("{op:?} is not a toleration operator"),
+                "use Equal or Exists",
+            ));
         }
         if let Some(e) = &t.effect
             && !["", "NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&e.as_str())
         {
-            v.push(FieldError::new(format!("spec.pod.tolerations[{i}].effect"), format!("{e:?} is not a taint effect"), "use NoSchedule, PreferNoSchedule or NoExecute"));
+            v.push(FieldError::new(
+                format!("spec.pod.tolerations[{i}].effect"),
+                format!("{e:?} is not a taint effect"),
+                "use NoSchedule, PreferNoSchedule or NoExecute",
+            ));
         }
     }
 }
@@ -349,7 +565,11 @@ fn validate_pod(pod: &PodSpec, v: &mut Vec<FieldError>) {
 fn validate_env(path: &str, env: &BTreeMap<String, String>, v: &mut Vec<FieldError>) {
     for k in env.keys() {
         if let Some(p) = env_name_problem(k) {
-            v.push(FieldError::new(format!("{path}.{k}"), format!("variable name {p}"), "use a name such as MY_VAR"));
+            v.push(FieldError::new(
+                format!("{path}.{k}"),
+                format!("variable name {p}"),
+                "use a name such as MY_VAR",
+            ));
         }
     }
 }
@@ -359,19 +579,37 @@ fn validate_quantities(path: &str, q: &BTreeMap<String, IntOrString>, v: &mut Ve
         if let IntOrString::String(s) = val
             && let Some(p) = quantity_problem(s)
         {
-            v.push(FieldError::new(format!("{path}.{k}"), p, "use a quantity such as 2, 500m or 4Gi"));
+            v.push(FieldError::new(
+                format!("{path}.{k}"),
+                p,
+                "use a quantity such as 2, 500m or 4Gi",
+            ));
         }
     }
 }
 
 fn validate_label(path: &str, key: &str, value: &str, v: &mut Vec<FieldError>) {
     let name = key.rsplit('/').next().unwrap_or(key);
-    let ok_chars = |s: &str| s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    let ok_ends = |s: &str| s.starts_with(|c: char| c.is_ascii_alphanumeric()) && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ok_chars = |s: &str| {
+        s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let ok_ends = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
     if name.is_empty() || name.len() > 63 || !ok_chars(name) || !ok_ends(name) {
-        v.push(FieldError::new(path, format!("label key {key:?} is not valid"), "use at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"));
+        v.push(FieldError::new(
+            path,
+            format!("label key {key:?} is not valid"),
+            "use at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric",
+        ));
     }
     if value.len() > 63 || (!value.is_empty() && (!ok_chars(value) || !ok_ends(value))) {
-        v.push(FieldError::new(path, format!("label value {value:?} is not valid"), "use at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"));
+        v.push(FieldError::new(
+            path,
+            format!("label value {value:?} is not valid"),
+            "use at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric",
+        ));
     }
 }

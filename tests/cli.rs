@@ -1,0 +1,175 @@
+//! The `minicluster` command as a user runs it: output, files, exit codes, and one clear error
+//! line (never a panic) for bad input.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn minicluster(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_minicluster"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the command exited non-zero with exactly one `error:` line containing `want`.
+fn assert_one_line_error(o: &Output, want: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(want),
+        "want {want:?} in {err}"
+    );
+}
+
+#[test]
+fn render_without_a_file_uses_the_built_in_hello_world() {
+    let o = minicluster(&["render"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(out.contains("==> hello-world/description.json <=="));
+    assert!(out.contains("==> hello-world/broker.toml <=="));
+    assert!(out.contains("hosts = [\n    { host = \"hello-world-[0-3]\" },\n]"));
+    assert!(
+        !out.contains("/curve.cert <=="),
+        "no cert unless --with-cert"
+    );
+    assert_eq!(stderr(&o), "", "the built-in example has no warnings");
+}
+
+#[test]
+fn render_out_writes_files_and_an_owner_only_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mc");
+    let o = minicluster(&["render", "--with-cert", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cert = out.join("curve.cert");
+    assert_eq!(
+        std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let c = minicluster_core::CurveCert::read(&cert).unwrap();
+    assert_eq!(c.name(), Some("hello-world-0"));
+    let config: toml::Table = std::fs::read_to_string(out.join("broker.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(config["bootstrap"]["default_port"].as_integer(), Some(8050));
+    let d = minicluster_core::ClusterDescription::from_json(
+        &std::fs::read_to_string(out.join("description.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(d.size, 4);
+}
+
+#[test]
+fn the_spec_cert_is_used_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../shared/anchors/flux-operator-v1alpha2/examples/tests/custom-config/minicluster.yaml",
+    );
+    let o = minicluster(&[
+        "render",
+        spec.to_str().unwrap(),
+        "--with-cert",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = minicluster_core::CurveCert::read(&dir.path().join("curve.cert")).unwrap();
+    assert_eq!(c.public_key(), "}D{Y3<amLLl*TIt>@b*umPD-nBr#I}[PnV!lZBkW");
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let big = {
+        let mut s =
+            b"apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nspec:\n  junk: \""
+                .to_vec();
+        s.resize(50 * 1024 * 1024, b'y');
+        s
+    };
+    let deep = format!("x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_block: String = (0..1500)
+        .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+        .collect();
+    let cases: Vec<(String, &str)> = vec![
+        (write("empty.yaml", b""), "is empty"),
+        (write("comments.yaml", b"# nothing here\n---\n"), "is empty"),
+        (write("big.yaml", &big), "larger than 4 MiB"),
+        (write("latin1.yaml", b"kind: Mini\xe9Cluster\n"), "not UTF-8"),
+        (write("deep.yaml", deep.as_bytes()), "nests brackets deeper than 64"),
+        (write("deep-block.yaml", deep_block.as_bytes()), "recursion limit"),
+        (write("cm.yaml", b"apiVersion: v1\nkind: ConfigMap\n"), "has no MiniCluster: document 1 is a ConfigMap"),
+        (write("list.yaml", b"- a\n- b\n"), "not a mapping"),
+        (write("broken.yaml", b"spec: [\n"), "not valid YAML"),
+        (write("old.yaml", b"apiVersion: flux-framework.org/v1alpha1\nkind: MiniCluster\n"), "use apiVersion: flux-framework.org/v1alpha2"),
+        (write("type.yaml", b"apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: a}\nspec:\n  containers: []\n  size: four\n"), "spec.size: invalid type"),
+        (dir.path().join("missing.yaml").to_str().unwrap().to_string(), "No such file"),
+    ];
+    for (file, want) in &cases {
+        assert_one_line_error(&minicluster(&["render", file]), want);
+    }
+}
+
+#[test]
+fn unknown_fields_warn_and_strict_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mc.yaml");
+    std::fs::write(&p, "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: a}\nspec:\n  sise: 4\n  containers:\n    - {image: a, command: x, comand: y}\n").unwrap();
+    let o = minicluster(&["render", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("spec.sise is not a MiniCluster field"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.containers[0].comand is not a MiniCluster field"),
+        "{err}"
+    );
+    let o = minicluster(&["render", "--strict", p.to_str().unwrap()]);
+    assert_one_line_error(&o, "spec.sise, spec.containers[0].comand");
+}
+
+#[test]
+fn an_invalid_spec_lists_every_problem_and_no_secret() {
+    let secret = "5khD%TixeW<j<6ssPNG>s<nY1E}5)fyk@TI)g8Xu";
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mc.yaml");
+    std::fs::write(&p, format!(
+        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {{name: a}}\nspec:\n  size: 0\n  flux:\n    curveCert: |\n      curve\n          public-key = \"}}D{{Y3<amLLl*TIt>@b*umPD-nBr#I}}[PnV!lZBkX\"\n          secret-key = \"{secret}\"\n  containers:\n    - {{image: a, command: x}}\n"
+    )).unwrap();
+    let o = minicluster(&["render", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(err.contains("spec.size: is 0"), "{err}");
+    assert!(
+        err.contains("spec.flux.curveCert: invalid CURVE certificate"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "the secret key leaked: {err}");
+}
+
+#[test]
+fn crd_prints_the_custom_resource_definition() {
+    let o = minicluster(&["crd"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_norway::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "CustomResourceDefinition");
+    assert_eq!(v["metadata"]["name"], "miniclusters.flux-framework.org");
+}
