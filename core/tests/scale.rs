@@ -7,7 +7,11 @@ fn config_len(max_size: u32) -> usize {
     let yaml = format!(
         "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata:\n  name: mc\nspec:\n  size: 1\n  maxSize: {max_size}\n  containers:\n    - image: a\n      command: x\n"
     );
-    let mc = load_bytes("t", yaml.as_bytes()).unwrap().clusters.remove(0).cluster;
+    let mc = load_bytes("t", yaml.as_bytes())
+        .unwrap()
+        .clusters
+        .remove(0)
+        .cluster;
     let d = describe(&mc, &DescribeOptions::default()).unwrap();
     assert_eq!(d.hostlist, format!("mc-[0-{}]", max_size - 1));
     Templates::embedded().broker_config(&d).unwrap().len()

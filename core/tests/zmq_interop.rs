@@ -35,7 +35,10 @@ fn libzmq_accepts_our_certificate_and_we_accept_its() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pyzmq check failed (is pyzmq installed? run .ci/setup): {stderr}");
+    assert!(
+        out.status.success(),
+        "pyzmq check failed (is pyzmq installed? run .ci/setup): {stderr}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
 
     // The reverse: a certificate libzmq generated parses, and its keys form a pair for us too.
