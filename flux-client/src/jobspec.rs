@@ -104,6 +104,12 @@ impl JobRequest {
         }
     }
 
+    /// Pass this process's environment to the job, as `flux submit` does.
+    pub fn inherit_env(mut self) -> Self {
+        self.environment.extend(std::env::vars());
+        self
+    }
+
     /// Build the jobspec, refusing requests Flux would refuse, with the reason.
     pub fn jobspec(&self) -> Result<Jobspec> {
         let bad = |m: &str| Err(Error::Jobspec(m.to_owned()));
