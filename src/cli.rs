@@ -61,6 +61,9 @@ pub struct RenderArgs {
     /// Cluster DNS domain used in broker addresses.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+    /// Brokers share this machine (local processes): broker i listens on 127.0.0.1:PORT+i.
+    #[arg(long, value_name = "PORT")]
+    pub loopback_port: Option<u16>,
     /// Directory whose templates (e.g. broker.toml.tera) replace the built-in ones.
     #[arg(long, value_name = "DIR", env = "MINICLUSTER_TEMPLATES")]
     pub templates: Option<PathBuf>,

@@ -94,6 +94,8 @@ struct BrokerContext {
     bind: String,
     connect: String,
     hostlist: String,
+    /// Per-broker `hosts` entries as TOML inline tables; empty when one hostlist entry does.
+    endpoints: Vec<String>,
     curve_cert: String,
     resource_path: String,
     archive_db: String,
@@ -114,6 +116,19 @@ impl BrokerContext {
             bind: lit(&d.network.bind),
             connect: lit(&d.network.connect),
             hostlist: lit(&d.hostlist),
+            endpoints: d
+                .network
+                .endpoints
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{{ host = {}, bind = {}, connect = {} }}",
+                        lit(&e.host),
+                        lit(&e.bind),
+                        lit(&e.connect)
+                    )
+                })
+                .collect(),
             curve_cert: lit(&d.paths.curve_cert),
             resource_path: lit(&d.paths.resource),
             archive_db: lit(&format!("{}/job-archive.sqlite", d.paths.statedir)),

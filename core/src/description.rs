@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -46,6 +47,10 @@ pub struct ClusterDescription {
     /// Environment of the command.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
+    /// GPUs of each broker's node (from the Flux container's `nvidia.com/gpu`, `amd.com/gpu`
+    /// or `gpu` limit); they go into the resource set R.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gpus: u32,
     pub flux: FluxOptions,
     pub hooks: Hooks,
     pub logging: Logging,
@@ -66,6 +71,23 @@ pub struct Network {
     pub service: String,
     /// Cluster DNS domain.
     pub cluster_domain: String,
+    /// Explicit per-broker addresses, in rank order; when present they replace the patterns
+    /// above (brokers sharing one machine, each on its own loopback port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Where one broker listens and how the others reach it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoint {
+    pub host: String,
+    pub bind: String,
+    pub connect: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What rank 0 runs.
@@ -183,6 +205,8 @@ pub struct DescribeOptions {
     pub bind_interface: String,
     /// Replace the mode derived from the spec (launchers use `restful`).
     pub mode: Option<Mode>,
+    /// Brokers share this machine: broker `i` listens on `127.0.0.1:<base + i>`.
+    pub loopback_base_port: Option<u16>,
 }
 
 impl Default for DescribeOptions {
@@ -192,6 +216,7 @@ impl Default for DescribeOptions {
             cluster_domain: "cluster.local".into(),
             bind_interface: "eth0".into(),
             mode: None,
+            loopback_base_port: None,
         }
     }
 }
@@ -276,13 +301,22 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
     if mode == Mode::Interactive {
         broker_options.push("-Sbroker.rc2_none".into());
     }
-    broker_options.push(format!("-Srundir={}", paths.rundir));
-    broker_options.push(format!("-Sstatedir={}", paths.statedir));
-    broker_options.push(format!("-Slocal-uri=local://{}/local", paths.rundir));
+    // rundir, statedir and local-uri come from `paths` at start time: a broker sharing its
+    // machine with others has them moved under its own directory.
 
     let scheduler = flux.scheduler.clone().unwrap_or_default();
     let mut environment = flux.environment.clone();
     environment.extend(container.environment.clone());
+
+    let endpoints = match opts.loopback_base_port {
+        None => Vec::new(),
+        Some(base) => loopback_endpoints(&name, max_size, base)?,
+    };
+    let gpus = container
+        .resources
+        .as_ref()
+        .map(|r| gpu_limit(&r.limits))
+        .unwrap_or(0);
 
     Ok(ClusterDescription {
         version: DESCRIPTION_VERSION,
@@ -296,6 +330,7 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
             ),
             service,
             cluster_domain: opts.cluster_domain.clone(),
+            endpoints,
         },
         name,
         namespace,
@@ -307,6 +342,7 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
         tasks: u32::try_from(spec.tasks).unwrap_or(1).max(size),
         working_dir: container.working_dir.clone(),
         environment,
+        gpus,
         flux: FluxOptions {
             view: (!view_container.disable).then(|| format!("{mount}/view")),
             log_level,
@@ -343,6 +379,41 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
     })
 }
 
+/// One loopback port per broker, `base`, `base + 1`, …, refused when they run past 65535.
+fn loopback_endpoints(name: &str, max_size: u32, base: u16) -> Result<Vec<Endpoint>, Error> {
+    let last = u32::from(base) + max_size.saturating_sub(1);
+    if base == 0 || last > u32::from(u16::MAX) {
+        return Err(Error::Invalid(vec![crate::FieldError::new(
+            "loopback base port",
+            format!("{base} + maxSize {max_size} runs past port 65535 (or is 0)"),
+            "choose a base port so that base + maxSize - 1 is at most 65535",
+        )]));
+    }
+    Ok((0..max_size)
+        .map(|rank| {
+            let addr = format!("tcp://127.0.0.1:{}", u32::from(base) + rank);
+            Endpoint {
+                host: format!("{name}-{rank}"),
+                bind: addr.clone(),
+                connect: addr,
+            }
+        })
+        .collect())
+}
+
+/// GPUs asked for by a container's limits (the device plugins' resource names).
+fn gpu_limit(limits: &BTreeMap<String, IntOrString>) -> u32 {
+    ["nvidia.com/gpu", "amd.com/gpu", "gpu"]
+        .iter()
+        .filter_map(|k| limits.get(*k))
+        .filter_map(|v| match v {
+            IntOrString::Int(n) => u32::try_from(*n).ok(),
+            IntOrString::String(s) => s.trim().parse().ok(),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// `name-[0-(n-1)]` without expanding it, so its cost does not grow with `n`.
 fn range_hostlist(name: &str, n: u32) -> String {
     match n {
@@ -355,6 +426,17 @@ impl ClusterDescription {
     /// Hostname of broker `rank`.
     pub fn hostname(&self, rank: u32) -> String {
         format!("{}-{rank}", self.name)
+    }
+
+    /// The address other brokers connect to for broker `rank` (`%h` and `%p` filled in).
+    pub fn connect_uri(&self, rank: u32) -> String {
+        if let Some(e) = self.network.endpoints.get(rank as usize) {
+            return e.connect.clone();
+        }
+        self.network
+            .connect
+            .replace("%h", &self.hostname(rank))
+            .replace("%p", &self.network.port.to_string())
     }
 
     /// The description as pretty JSON (the form written to ConfigMaps and files).

@@ -49,6 +49,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
     let opts = DescribeOptions {
         namespace: args.namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        loopback_base_port: args.loopback_port,
         ..DescribeOptions::default()
     };
     let mut rendered = Vec::new();

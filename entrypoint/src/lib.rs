@@ -1,0 +1,21 @@
+//! The entrypoint of a MiniCluster broker: decides (pure [`plan`]) and then does
+//! ([`run`]) everything between a container start and a running Flux broker.
+
+pub mod batch;
+pub mod cert;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod facts;
+pub mod files;
+pub mod identity;
+pub mod plan;
+pub mod run;
+pub mod signals;
+pub mod supervise;
+pub mod wait;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::{Error, Result};

@@ -1,0 +1,110 @@
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+use minicluster_core::{ClusterDescription, Templates};
+use minicluster_entrypoint::cli::{Cli, StartArgs, Sub};
+use minicluster_entrypoint::plan::{self, Settings};
+use minicluster_entrypoint::signals::Stop;
+use minicluster_entrypoint::{Error, batch, facts, run};
+
+/// Exit code when the entrypoint itself could not start the broker.
+const SETUP_FAILED: u8 = 125;
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Sub::Batch(a)) => batch::run(&a.flux, &a.file, a.raw, a.cwd.as_deref()),
+        None => start(&cli.start, started),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("entrypoint: error: {e}");
+            ExitCode::from(SETUP_FAILED)
+        }
+    }
+}
+
+fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
+    // Signals are recorded from the first moment, so a stop during a wait is honoured.
+    let stop = Stop::install().map_err(|e| Error::Program {
+        what: "installing signal handlers".into(),
+        reason: e.to_string(),
+    })?;
+    let d = read_description(&args.description)?;
+    let logging = d.logging;
+    init_logging(
+        args.quiet || logging.quiet,
+        args.debug || logging.debug,
+        args.timed || logging.timed,
+    );
+    let templates = match &args.templates {
+        Some(dir) => Templates::with_overrides(dir)?,
+        None => Templates::embedded(),
+    };
+    let facts = facts::gather(&d, args, args.dry_run)?;
+    let settings = Settings {
+        root: args.root.clone(),
+        wait_timeout: args.wait_timeout,
+    };
+    let plan = plan::build(&d, &templates, &settings, &facts)?;
+    if args.dry_run {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).expect("a plan always serialises")
+            );
+        } else {
+            print!("{plan}");
+        }
+        return Ok(0);
+    }
+    let span = tracing::info_span!("broker", rank = plan.identity.rank);
+    let _enter = span.enter();
+    tracing::info!(
+        "MiniCluster {} rank {} ({}), {} mode",
+        plan.name,
+        plan.identity.rank,
+        plan.identity.hostname,
+        plan.mode
+    );
+    run::execute(&d, &plan, args.strict || logging.strict, &stop, started)
+}
+
+fn read_description(path: &std::path::Path) -> Result<ClusterDescription, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Description {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    ClusterDescription::from_json(&text).map_err(|e| Error::Description {
+        path: path.into(),
+        reason: match e {
+            minicluster_core::Error::Input { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
+}
+
+fn init_logging(quiet: bool, debug: bool, timed: bool) {
+    let level = if debug {
+        "debug"
+    } else if quiet {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ENTRYPOINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    if timed {
+        fmt.with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
+    } else {
+        fmt.without_time().init();
+    }
+}

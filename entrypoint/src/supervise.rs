@@ -1,0 +1,132 @@
+//! Running the broker as a good PID 1: signals forwarded, zombies reaped, the broker's exit
+//! code returned, failed workers restarted when the policy says so.
+
+use std::collections::BTreeMap;
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::Signals;
+
+use crate::error::{Error, Result};
+use crate::plan::Restart;
+use crate::signals::Stop;
+
+/// When the entrypoint started and how long it waited, for the overhead log line.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub started: Instant,
+    pub waited: Duration,
+}
+
+/// Runs `argv` until it exits (and again, per `restart`); returns its exit code, 128 + the
+/// signal number when a signal ended it.
+pub fn run(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    restart: Restart,
+    stop: &Stop,
+    clock: Clock,
+) -> Result<i32> {
+    // Orphans anywhere below us become our children, so we can reap them even when we are
+    // not PID 1 (the process launcher).
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+        .map_err(|e| Error::Program {
+        what: "installing signal handlers".into(),
+        reason: e.to_string(),
+    })?;
+    let mut starts = 0u32;
+    loop {
+        stop.check()?;
+        let child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .envs(env)
+            .spawn()
+            .map_err(|e| Error::Program {
+                what: format!("starting the broker ({})", argv[0]),
+                reason: if e.kind() == ErrorKind::NotFound {
+                    format!(
+                        "{} not found (fix: use an image with Flux, or pass --flux PATH)",
+                        argv[0]
+                    )
+                } else {
+                    e.to_string()
+                },
+            })?;
+        starts += 1;
+        let pid = Pid::from_raw(child.id() as i32);
+        if starts == 1 {
+            let overhead = clock.started.elapsed().saturating_sub(clock.waited);
+            tracing::info!(
+                pid = pid.as_raw(),
+                overhead_us = overhead.as_micros() as u64,
+                waited_ms = clock.waited.as_millis() as u64,
+                "broker started"
+            );
+        } else {
+            tracing::info!(pid = pid.as_raw(), start = starts, "broker started again");
+        }
+        let (code, stopping) = wait_for(pid, &mut signals);
+        if restart == Restart::OnFailure && code != 0 && !stopping && stop.requested().is_none() {
+            let delay = crate::wait::backoff(starts.min(6));
+            tracing::warn!(
+                code,
+                "the broker exited with code {code}; starting it again in {} ms (completeWorkers: false)",
+                delay.as_millis()
+            );
+            if stop.sleep(delay).is_err() {
+                return Ok(code);
+            }
+            continue;
+        }
+        tracing::info!(code, "the broker exited");
+        return Ok(code);
+    }
+}
+
+/// Blocks until `pid` exits, forwarding signals to it and reaping every other child.
+/// Returns its exit code and whether we were asked to stop.
+fn wait_for(pid: Pid, signals: &mut Signals) -> (i32, bool) {
+    let mut stopping = false;
+    // The child may have exited before its SIGCHLD was ours to see: look once first.
+    if let Some(code) = reap(pid) {
+        return (code, stopping);
+    }
+    for sig in signals.forever() {
+        if sig == SIGCHLD {
+            if let Some(code) = reap(pid) {
+                return (code, stopping);
+            }
+            continue;
+        }
+        if sig == SIGTERM || sig == SIGINT {
+            stopping = true;
+        }
+        if let Ok(s) = Signal::try_from(sig) {
+            tracing::info!("forwarding {s} to the broker");
+            let _ = kill(pid, s);
+        }
+    }
+    // forever() only ends if the handle is closed, which we never do.
+    (1, stopping)
+}
+
+/// Reaps every exited child; the exit code of `pid` if it was among them.
+fn reap(pid: Pid) -> Option<i32> {
+    let mut found = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p == pid => found = Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p == pid => found = Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return found,
+            Ok(_) => {}
+            Err(Errno::EINTR) => {}
+            Err(_) => return found,
+        }
+    }
+}
