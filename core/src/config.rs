@@ -96,6 +96,8 @@ struct BrokerContext {
     hostlist: String,
     /// Per-broker `hosts` entries as TOML inline tables; empty when one hostlist entry does.
     endpoints: Vec<String>,
+    /// Brokers share one machine, so R's hostnames cannot match the hardware's.
+    noverify: bool,
     curve_cert: String,
     resource_path: String,
     archive_db: String,
@@ -129,6 +131,7 @@ impl BrokerContext {
                     )
                 })
                 .collect(),
+            noverify: !d.network.endpoints.is_empty(),
             curve_cert: lit(&d.paths.curve_cert),
             resource_path: lit(&d.paths.resource),
             archive_db: lit(&format!("{}/job-archive.sqlite", d.paths.statedir)),

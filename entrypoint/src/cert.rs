@@ -90,8 +90,23 @@ pub fn decide(d: &ClusterDescription, rank: u32, f: &CertFacts) -> Result<CertSo
     }
 }
 
-/// Gets the certificate text from its source (waiting or creating as decided).
-pub fn obtain(d: &ClusterDescription, source: &CertSource, stop: &Stop) -> Result<String> {
+/// Gets the certificate text from its source (waiting or creating as decided), and the time
+/// spent waiting for it.
+pub fn obtain(
+    d: &ClusterDescription,
+    source: &CertSource,
+    stop: &Stop,
+) -> Result<(String, Duration)> {
+    let started = std::time::Instant::now();
+    let text = obtain_text(d, source, stop)?;
+    let waited = match source {
+        CertSource::WaitShared { .. } => started.elapsed(),
+        _ => Duration::ZERO,
+    };
+    Ok((text, waited))
+}
+
+fn obtain_text(d: &ClusterDescription, source: &CertSource, stop: &Stop) -> Result<String> {
     match source {
         CertSource::Mounted { path } => read_valid(path),
         CertSource::GeneratePrivate => Ok(generate(d)?.to_text()),
@@ -271,10 +286,14 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(300));
-        let first = obtain(&d, &CertSource::CreateShared { path: path.clone() }, &stop).unwrap();
-        let again = obtain(&d, &CertSource::CreateShared { path: path.clone() }, &stop).unwrap();
+        let (first, _) =
+            obtain(&d, &CertSource::CreateShared { path: path.clone() }, &stop).unwrap();
+        let (again, _) =
+            obtain(&d, &CertSource::CreateShared { path: path.clone() }, &stop).unwrap();
         assert_eq!(first, again, "rank 0 restarting keeps the certificate");
-        assert_eq!(waiter.join().unwrap().unwrap(), first);
+        let (waited_for, waited) = waiter.join().unwrap().unwrap();
+        assert_eq!(waited_for, first);
+        assert!(waited >= Duration::from_millis(200), "{waited:?}");
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct StartArgs {
     /// How long a worker waits for rank 0 to create the certificate in --shared-dir.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub cert_timeout: Duration,
+    /// After SIGTERM/SIGINT is forwarded, how long the broker has to stop before it and its
+    /// processes are killed (a second signal kills at once).
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = duration)]
+    pub kill_after: Duration,
     /// Print the commands, files and environment this broker would use, and exit.
     #[arg(long)]
     pub dry_run: bool,

@@ -6,6 +6,7 @@ use minicluster_core::{ClusterDescription, Templates};
 use minicluster_entrypoint::cli::{Cli, StartArgs, Sub};
 use minicluster_entrypoint::plan::{self, Settings};
 use minicluster_entrypoint::signals::Stop;
+use minicluster_entrypoint::supervise::StopPolicy;
 use minicluster_entrypoint::{Error, batch, facts, run};
 
 /// Exit code when the entrypoint itself could not start the broker.
@@ -70,7 +71,17 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
         plan.identity.hostname,
         plan.mode
     );
-    run::execute(&d, &plan, args.strict || logging.strict, &stop, started)
+    let policy = StopPolicy {
+        kill_after: args.kill_after,
+    };
+    run::execute(
+        &d,
+        &plan,
+        args.strict || logging.strict,
+        &stop,
+        started,
+        policy,
+    )
 }
 
 fn read_description(path: &std::path::Path) -> Result<ClusterDescription, Error> {
@@ -100,6 +111,7 @@ fn init_logging(quiet: bool, debug: bool, timed: bool) {
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if timed {
         fmt.with_timer(tracing_subscriber::fmt::time::uptime())

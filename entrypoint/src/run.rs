@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::files;
 use crate::plan::{Hook, Plan};
 use crate::signals::Stop;
-use crate::supervise::{self, Clock};
+use crate::supervise::{self, Clock, StopPolicy};
 use crate::wait;
 
 /// Runs the plan to the end; returns the exit code for the entrypoint.
@@ -21,9 +21,10 @@ pub fn execute(
     strict: bool,
     stop: &Stop,
     started: Instant,
+    policy: StopPolicy,
 ) -> Result<i32> {
     // Everything that can be refused is checked before the first write.
-    let cert_text = timed("certificate", || cert::obtain(d, &plan.cert, stop))?;
+    let (cert_text, cert_wait) = timed("certificate", || cert::obtain(d, &plan.cert, stop))?;
     make_dirs(&plan.directories)?;
     cert::install(&cert_text, &plan.cert_path)?;
     for f in &plan.files {
@@ -33,7 +34,7 @@ pub fn execute(
     for h in &plan.hooks_before {
         run_hook(h, plan, strict)?;
     }
-    let waited = match &plan.wait {
+    let rank0_wait = match &plan.wait {
         None => std::time::Duration::ZERO,
         Some(w) => {
             wait::rank0_reachable(&w.uri, std::time::Duration::from_secs(w.timeout_secs), stop)?
@@ -44,7 +45,11 @@ pub fn execute(
         &plan.environment,
         plan.restart,
         stop,
-        Clock { started, waited },
+        Clock {
+            started,
+            waited: cert_wait + rank0_wait,
+        },
+        policy,
     )?;
     for h in &plan.hooks_after {
         run_hook(h, plan, strict)?;

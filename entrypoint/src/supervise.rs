@@ -6,7 +6,11 @@ use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
+use std::os::unix::process::CommandExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -23,6 +27,13 @@ pub struct Clock {
     pub waited: Duration,
 }
 
+/// How the broker is stopped: SIGTERM/SIGINT are forwarded; when it has not exited
+/// `kill_after` later (or a second stop signal comes), its whole process group is killed.
+#[derive(Clone, Copy, Debug)]
+pub struct StopPolicy {
+    pub kill_after: Duration,
+}
+
 /// Runs `argv` until it exits (and again, per `restart`); returns its exit code, 128 + the
 /// signal number when a signal ended it.
 pub fn run(
@@ -31,6 +42,7 @@ pub fn run(
     restart: Restart,
     stop: &Stop,
     clock: Clock,
+    policy: StopPolicy,
 ) -> Result<i32> {
     // Orphans anywhere below us become our children, so we can reap them even when we are
     // not PID 1 (the process launcher).
@@ -43,9 +55,11 @@ pub fn run(
     let mut starts = 0u32;
     loop {
         stop.check()?;
+        // Its own process group, so that what it leaves behind can be killed with it.
         let child = std::process::Command::new(&argv[0])
             .args(&argv[1..])
             .envs(env)
+            .process_group(0)
             .spawn()
             .map_err(|e| Error::Program {
                 what: format!("starting the broker ({})", argv[0]),
@@ -71,7 +85,7 @@ pub fn run(
         } else {
             tracing::info!(pid = pid.as_raw(), start = starts, "broker started again");
         }
-        let (code, stopping) = wait_for(pid, &mut signals);
+        let (code, stopping) = wait_for(pid, &mut signals, policy);
         if restart == Restart::OnFailure && code != 0 && !stopping && stop.requested().is_none() {
             let delay = crate::wait::backoff(starts.min(6));
             tracing::warn!(
@@ -91,8 +105,9 @@ pub fn run(
 
 /// Blocks until `pid` exits, forwarding signals to it and reaping every other child.
 /// Returns its exit code and whether we were asked to stop.
-fn wait_for(pid: Pid, signals: &mut Signals) -> (i32, bool) {
+fn wait_for(pid: Pid, signals: &mut Signals, policy: StopPolicy) -> (i32, bool) {
     let mut stopping = false;
+    let exited = Arc::new(AtomicBool::new(false));
     // The child may have exited before its SIGCHLD was ours to see: look once first.
     if let Some(code) = reap(pid) {
         return (code, stopping);
@@ -100,12 +115,29 @@ fn wait_for(pid: Pid, signals: &mut Signals) -> (i32, bool) {
     for sig in signals.forever() {
         if sig == SIGCHLD {
             if let Some(code) = reap(pid) {
+                exited.store(true, Ordering::SeqCst);
                 return (code, stopping);
             }
             continue;
         }
         if sig == SIGTERM || sig == SIGINT {
+            if stopping {
+                tracing::warn!("second stop signal: killing the broker and its processes");
+                let _ = killpg(pid, Signal::SIGKILL);
+                continue;
+            }
             stopping = true;
+            let (exited, after) = (Arc::clone(&exited), policy.kill_after);
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                if !exited.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        "the broker did not stop within {}s of the signal: killing it and its processes",
+                        after.as_secs()
+                    );
+                    let _ = killpg(pid, Signal::SIGKILL);
+                }
+            });
         }
         if let Ok(s) = Signal::try_from(sig) {
             tracing::info!("forwarding {s} to the broker");
