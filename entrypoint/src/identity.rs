@@ -53,19 +53,19 @@ pub fn decide(d: &ClusterDescription, f: &IdentityFacts) -> Result<Identity> {
     let given = index
         .map(|r| (r, RankSource::CompletionIndex))
         .or(f.rank_flag.map(|r| (r, RankSource::Flag)));
-    if let Some((rank, source)) = given {
-        if rank >= d.max_size {
-            return Err(Error::Identity {
-                problem: format!(
-                    "rank {rank} ({}) is outside MiniCluster {} of maxSize {} (ranks 0-{})",
-                    source_name(source),
-                    d.name,
-                    d.max_size,
-                    d.max_size - 1
-                ),
-                fix: "start at most maxSize brokers, or raise maxSize".into(),
-            });
-        }
+    if let Some((rank, source)) = given
+        && rank >= d.max_size
+    {
+        return Err(Error::Identity {
+            problem: format!(
+                "rank {rank} ({}) is outside MiniCluster {} of maxSize {} (ranks 0-{})",
+                source_name(source),
+                d.name,
+                d.max_size,
+                d.max_size - 1
+            ),
+            fix: "start at most maxSize brokers, or raise maxSize".into(),
+        });
     }
 
     // Brokers sharing a machine: the hostname is the rank's, whatever the OS says.
@@ -105,17 +105,19 @@ pub fn decide(d: &ClusterDescription, f: &IdentityFacts) -> Result<Identity> {
             ),
         });
     };
-    if let Some((rank, source)) = given {
-        if rank != position {
-            return Err(Error::Identity {
-                problem: format!(
-                    "{} says rank {rank} but hostname {short} is rank {position} in {}",
-                    source_name(source),
-                    d.hostlist
-                ),
-                fix: "make the hostname and the index agree (the pod's hostname must be <name>-<index>)".into(),
-            });
-        }
+    if let Some((rank, source)) = given
+        && rank != position
+    {
+        return Err(Error::Identity {
+            problem: format!(
+                "{} says rank {rank} but hostname {short} is rank {position} in {}",
+                source_name(source),
+                d.hostlist
+            ),
+            fix:
+                "make the hostname and the index agree (the pod's hostname must be <name>-<index>)"
+                    .into(),
+        });
     }
     Ok(Identity {
         rank: position,
@@ -140,12 +142,12 @@ fn position_in(d: &ClusterDescription, host: &str) -> Result<Option<u32>> {
         let canonical = !suffix.is_empty()
             && suffix.bytes().all(|b| b.is_ascii_digit())
             && (suffix == "0" || !suffix.starts_with('0'));
-        if canonical {
-            if let Ok(i) = suffix.parse::<u32>() {
-                if i < d.max_size && d.hostlist == range_of(d) {
-                    return Ok(Some(i));
-                }
-            }
+        if canonical
+            && let Ok(i) = suffix.parse::<u32>()
+            && i < d.max_size
+            && d.hostlist == range_of(d)
+        {
+            return Ok(Some(i));
         }
     }
     let list = Hostlist::parse(&d.hostlist)?;

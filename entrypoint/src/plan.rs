@@ -223,6 +223,25 @@ pub fn build(
     })
 }
 
+/// Words joined so a shell reads them back unchanged, quoting only where needed.
+pub fn join_for_shell(argv: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_=:,./@%+".contains(c))
+    };
+    argv.iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                shell_words::quote(w).into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn reroot(root: Option<&Path>, p: &str) -> String {
     match root {
         None => p.to_string(),
@@ -240,7 +259,7 @@ fn prepend(dir: &str, rest: Option<&str>) -> String {
 /// The `--dry-run` text: the exact commands, files and environment.
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let q = |argv: &[String]| shell_words::join(argv);
+        let q = |argv: &[String]| join_for_shell(argv);
         writeln!(
             f,
             "# MiniCluster {}: rank {} of {} ({:?} from {}), hostname {}, {} mode",

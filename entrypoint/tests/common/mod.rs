@@ -35,8 +35,13 @@ fn free_ports(n: u16) -> u16 {
 
 /// A MiniCluster spec body for `size` brokers named `mc`.
 pub fn spec_yaml(size: u32, extra_spec: &str, container: &str) -> String {
+    spec_yaml_flux(size, "", extra_spec, container)
+}
+
+/// Same, with more `spec.flux` fields (indented four spaces).
+pub fn spec_yaml_flux(size: u32, flux: &str, extra_spec: &str, container: &str) -> String {
     format!(
-        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {{name: mc}}\nspec:\n  size: {size}\n  flux:\n    container: {{disable: true}}\n    connectTimeout: 10s\n{extra_spec}  containers:\n    - image: local\n{container}"
+        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {{name: mc}}\nspec:\n  size: {size}\n  flux:\n    container: {{disable: true}}\n    connectTimeout: 10s\n{flux}{extra_spec}  containers:\n    - image: local\n{container}"
     )
 }
 
@@ -80,17 +85,27 @@ impl Cluster {
 
     /// The entrypoint command of broker `rank`.
     pub fn command(&self, rank: u32) -> Command {
+        self.command_with_cert(rank, &self.path("no-mounted-cert"))
+    }
+
+    /// The entrypoint command of broker `rank`, with `cert` as its mounted certificate.
+    pub fn command_with_cert(&self, rank: u32, cert: &Path) -> Command {
+        self.command_at(rank, cert, &self.path(&format!("rank-{rank}")))
+    }
+
+    /// The entrypoint command of broker `rank`, with its certificate and root directory.
+    pub fn command_at(&self, rank: u32, cert: &Path, root: &Path) -> Command {
         let mut c = Command::new(ENTRYPOINT);
         c.arg("--description")
             .arg(&self.description)
             .arg("--cert")
-            .arg(self.path("no-mounted-cert"))
+            .arg(cert)
             .arg("--shared-dir")
             .arg(self.path("shared"))
             .arg("--rank")
             .arg(rank.to_string())
             .arg("--root")
-            .arg(self.path(&format!("rank-{rank}")))
+            .arg(root)
             .arg("--flux")
             .arg(&self.flux)
             .env_remove("JOB_COMPLETION_INDEX")
@@ -162,10 +177,10 @@ pub fn wait_all(workers: &mut [Child], limit: Duration) -> Vec<i32> {
     let mut codes = vec![None; workers.len()];
     while codes.iter().any(Option::is_none) {
         for (i, w) in workers.iter_mut().enumerate() {
-            if codes[i].is_none() {
-                if let Some(s) = w.try_wait().unwrap() {
-                    codes[i] = Some(s.code().unwrap_or(-1));
-                }
+            if codes[i].is_none()
+                && let Some(s) = w.try_wait().unwrap()
+            {
+                codes[i] = Some(s.code().unwrap_or(-1));
             }
         }
         if started.elapsed() > limit {

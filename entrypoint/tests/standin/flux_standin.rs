@@ -300,13 +300,13 @@ fn leader(
                 );
             }
         }
-        if let Some(c) = &mut program_child {
-            if let Some(status) = c.try_wait().map_err(|e| e.to_string())? {
-                shutdown(&mut peers);
-                let code = status.code().unwrap_or(1);
-                eprintln!("flux-standin: initial program exited with code {code}");
-                return Ok(code);
-            }
+        if let Some(c) = &mut program_child
+            && let Some(status) = c.try_wait().map_err(|e| e.to_string())?
+        {
+            shutdown(&mut peers);
+            let code = status.code().unwrap_or(1);
+            eprintln!("flux-standin: initial program exited with code {code}");
+            return Ok(code);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
