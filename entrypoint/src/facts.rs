@@ -17,11 +17,15 @@ pub fn gather(d: &ClusterDescription, args: &StartArgs, dry_run: bool) -> Result
     let flux = match find_flux(d, args.flux.as_deref()) {
         Ok(f) => f,
         // A dry run on a machine without Flux still shows the plan.
-        Err(_) if dry_run => d
-            .flux
-            .view
-            .as_ref()
-            .map_or(PathBuf::from("flux"), |v| Path::new(v).join("bin/flux")),
+        Err(e) if dry_run => {
+            let shown = d
+                .flux
+                .view
+                .as_ref()
+                .map_or(PathBuf::from("flux"), |v| Path::new(v).join("bin/flux"));
+            tracing::warn!("{e}; the plan shows {}", shown.display());
+            shown
+        }
         Err(e) => return Err(e),
     };
     Ok(Facts {

@@ -127,7 +127,8 @@ pub fn decide(d: &ClusterDescription, f: &IdentityFacts) -> Result<Identity> {
     })
 }
 
-fn source_name(s: RankSource) -> &'static str {
+/// How the rank's source is named in messages.
+pub fn source_name(s: RankSource) -> &'static str {
     match s {
         RankSource::CompletionIndex => "JOB_COMPLETION_INDEX",
         RankSource::Hostname => "the hostname",

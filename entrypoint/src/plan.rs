@@ -262,15 +262,11 @@ impl fmt::Display for Plan {
         let q = |argv: &[String]| join_for_shell(argv);
         writeln!(
             f,
-            "# MiniCluster {}: rank {} of {} ({:?} from {}), hostname {}, {} mode",
+            "# MiniCluster {}: rank {} of {} (from {}), hostname {}, {} mode",
             self.name,
             self.identity.rank,
             self.size,
-            self.identity.rank,
-            serde_json::to_value(self.identity.rank_source)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            identity::source_name(self.identity.rank_source),
             self.identity.hostname,
             self.mode
         )?;
