@@ -270,7 +270,8 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
     let paths = Paths {
         curve_cert: format!("{config_dir}/curve.cert"),
         resource: format!("{config_dir}/R"),
-        rundir: "/run/flux".into(),
+        // Inside the shared emptyDir: writable whatever user the image runs as.
+        rundir: format!("{mount}/run"),
         statedir: format!("{mount}/state"),
         config_dir,
     };

@@ -35,6 +35,12 @@ pub enum Sub {
     /// Rank 0's initial program in batch mode: submit each line of FILE as a job, then wait
     /// for all of them (the entrypoint runs this itself).
     Batch(BatchArgs),
+    /// Copy this binary into DIR (an init container fills the pods' shared volume this way,
+    /// with no shell or coreutils needed in the image).
+    Install {
+        /// Directory to copy the entrypoint into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -65,7 +65,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn io(
+    /// A closure turning an I/O error into [`Error::Io`] with what was done and the fix.
+    pub fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
         fix: impl Into<String>,

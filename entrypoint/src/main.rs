@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Sub::Batch(a)) => batch::run(&a.flux, &a.file, a.raw, a.cwd.as_deref()),
+        Some(Sub::Install { dir }) => install(dir),
         None => start(&cli.start, started),
     };
     match result {
@@ -82,6 +83,28 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
         started,
         policy,
     )
+}
+
+/// Copies this binary to `dir/entrypoint`, atomically and executable.
+fn install(dir: &std::path::Path) -> Result<i32, Error> {
+    let me = std::env::current_exe().map_err(|e| Error::Program {
+        what: "finding this binary".into(),
+        reason: e.to_string(),
+    })?;
+    std::fs::create_dir_all(dir).map_err(Error::io(
+        "create directory",
+        dir,
+        "mount a writable volume there",
+    ))?;
+    let bytes = std::fs::read(&me).map_err(Error::io(
+        "read",
+        &me,
+        "run the entrypoint from a readable file",
+    ))?;
+    let dest = dir.join("entrypoint");
+    minicluster_entrypoint::files::write_atomic(&dest, &bytes, 0o755)?;
+    eprintln!("entrypoint: installed {}", dest.display());
+    Ok(0)
 }
 
 fn read_description(path: &std::path::Path) -> Result<ClusterDescription, Error> {
