@@ -366,7 +366,7 @@ mod tests {
         );
         assert!(
             p.broker
-                .contains(&"-Slocal-uri=local:///run/flux/local".to_string())
+                .contains(&"-Slocal-uri=local:///mnt/flux/run/local".to_string())
         );
         assert!(!p.broker.iter().any(|a| a.starts_with("-Shostname")));
         let submit = p.broker.iter().position(|a| a == "submit").unwrap();
@@ -438,7 +438,7 @@ mod tests {
         assert!(p.broker.contains(&"-Shostname=mc-1".to_string()));
         assert!(
             p.broker
-                .contains(&"-Srundir=/tmp/mc/rank-1/run/flux".to_string())
+                .contains(&"-Srundir=/tmp/mc/rank-1/mnt/flux/run".to_string())
         );
         assert_eq!(
             p.cert_path,
