@@ -157,7 +157,7 @@ fn directories_made_before_a_failure_are_removed() {
         !root.join("mnt/flux/config").exists(),
         "config dir left behind"
     );
-    assert!(!root.join("run").exists(), "rundir left behind");
+    assert!(!root.join("mnt/flux/run").exists(), "rundir left behind");
 }
 
 #[test]

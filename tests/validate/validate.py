@@ -144,8 +144,14 @@ def describe(error: jsonschema.ValidationError, prefix: tuple = ()) -> list[str]
 
 
 def reasons_of(errors: Iterable[jsonschema.ValidationError], prefix: tuple = ()) -> list[str]:
+    errors = list(errors)
+    # "not valid under any of the given schemas" says nothing more where another error
+    # already names the problem at the same place (an int-or-string that is neither, say).
+    plain = {tuple(e.absolute_path) for e in errors if e.validator not in ("anyOf", "oneOf")}
     seen: dict[str, None] = {}
     for e in errors:
+        if e.validator in ("anyOf", "oneOf") and tuple(e.absolute_path) in plain:
+            continue
         for r in describe(e, prefix):
             seen.setdefault(r, None)
     return list(seen)
@@ -164,6 +170,17 @@ def bundled_versions() -> dict[str, str]:
     return {kv_utils.major_minor(v): v for v in kv_utils.all_versions()}
 
 
+def without_nulls(value: Any) -> Any:
+    """A built-in object as the API server decodes it into its Go type: a field set to null
+    is the same as a field left out. (The bundled schemas would otherwise refuse a null
+    int-or-string such as a Service's targetPort, and let a required field pass as null.)"""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 class BuiltinKinds:
     def __init__(self, version: str):
         self.version = version  # major.minor, e.g. "1.37"
@@ -172,6 +189,7 @@ class BuiltinKinds:
     def check(self, doc: dict, strict: bool = True) -> list[str] | None:
         """Reasons the document is invalid ([] when valid), or None when Kubernetes
         has no such kind."""
+        doc = without_nulls(doc)
         try:
             kubernetes_validate.validate(doc, self.version, strict=strict)
             return []
@@ -371,7 +389,7 @@ class Validator:
         if versions:
             return [f"unknown kind: the --crd defines {kind} in {group} only as {', '.join(versions)}"]
         hint = "" if self.crds else " (give its CRD with --crd)"
-        return [f"unknown kind: {api_version} {kind} is no built-in kind of Kubernetes "
+        return [f"unknown kind: {api_version} {kind} is not a built-in kind of Kubernetes "
                 f"{self.builtin.version} and no --crd defines it{hint}"]
 
     def custom_resource(self, doc: dict, crd_kind: CrdKind) -> list[str]:
@@ -460,4 +478,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BrokenPipeError:  # the reader went away (| head): no traceback
+        sys.stderr.close()
+        sys.exit(1)
