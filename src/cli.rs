@@ -61,6 +61,9 @@ pub struct RenderArgs {
     /// Cluster DNS domain used in broker addresses.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+    /// Image the operator takes the entrypoint from (an init container of every broker pod).
+    #[arg(long, value_name = "IMAGE", env = "MINICLUSTER_RUNNER_IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
+    pub runner_image: String,
     /// Brokers share this machine (local processes): broker i listens on 127.0.0.1:PORT+i.
     #[arg(long, value_name = "PORT")]
     pub loopback_port: Option<u16>,

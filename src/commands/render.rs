@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use minicluster_core::spec::{self, LoadedCluster, MAX_INPUT_BYTES};
 use minicluster_core::{ClusterDescription, CurveCert, DescribeOptions, Templates, describe};
+use minicluster_operator::build::BuildOptions;
 
 use crate::cli::RenderArgs;
 
@@ -52,9 +53,19 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         loopback_base_port: args.loopback_port,
         ..DescribeOptions::default()
     };
+    let build_opts = BuildOptions {
+        runner_image: args.runner_image.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    };
     let mut rendered = Vec::new();
     for lc in &loaded.clusters {
-        rendered.push(render_one(lc, &opts, &templates, args.with_cert)?);
+        rendered.push(render_one(
+            lc,
+            &opts,
+            &templates,
+            args.with_cert,
+            &build_opts,
+        )?);
     }
     match &args.out {
         Some(dir) => write_all(dir, &rendered),
@@ -97,6 +108,7 @@ fn render_one(
     opts: &DescribeOptions,
     templates: &Templates,
     with_cert: bool,
+    build_opts: &BuildOptions,
 ) -> anyhow::Result<Rendered> {
     let mc = &lc.cluster;
     let name = mc.metadata.name.clone().unwrap_or_default();
@@ -113,7 +125,49 @@ fn render_one(
         };
         files.push(("curve.cert", cert.to_text()));
     }
+    files.push((
+        "objects.yaml",
+        objects_yaml(
+            mc,
+            opts,
+            with_cert
+                .then(|| files.last().map(|f| f.1.clone()))
+                .flatten(),
+            build_opts,
+        )?,
+    ));
     Ok(Rendered { name, files })
+}
+
+/// Every Kubernetes object the operator would create, as multi-document YAML. The Secret is
+/// included only with the certificate the user asked for (`--with-cert`).
+fn objects_yaml(
+    mc: &minicluster_core::MiniCluster,
+    opts: &DescribeOptions,
+    cert: Option<String>,
+    build_opts: &BuildOptions,
+) -> anyhow::Result<String> {
+    let mut mc = mc.clone();
+    if mc.metadata.namespace.is_none() {
+        mc.metadata.namespace = Some(opts.namespace.clone());
+    }
+    let children =
+        minicluster_operator::build::build(&mc, cert.as_deref().unwrap_or(""), build_opts)?;
+    let mut out = String::new();
+    if cert.is_none() {
+        out.push_str(&format!(
+            "# Secret {}: the operator generates the CURVE certificate (render --with-cert includes one here)\n",
+            children.secret.metadata.name.as_deref().unwrap_or_default()
+        ));
+    }
+    for (i, obj) in children.objects().iter().enumerate() {
+        if i == 0 && cert.is_none() {
+            continue;
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_norway::to_string(obj)?);
+    }
+    Ok(out)
 }
 
 fn print_all(rendered: &[Rendered]) {

@@ -1,0 +1,163 @@
+//! Every object `minicluster render` produces for every anchor example validates offline and
+//! strictly against the Kubernetes 1.37 schemas, and every MiniCluster example validates
+//! against our generated CRD (unknown fields are errors). `tests/validate/validate.py` runs in
+//! the venv `.ci/setup` makes (or `$MC_TEST_PYTHON`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const K8S: &str = "1.37";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("MC_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run .ci/setup (it installs kubernetes-validate into .venv) or set MC_TEST_PYTHON",
+        p.display()
+    );
+    p
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(p);
+        }
+    }
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    yaml_files(
+        &workspace().join("../shared/anchors/flux-operator-v1alpha2/examples"),
+        &mut v,
+    );
+    yaml_files(&workspace().join("examples"), &mut v);
+    assert!(v.len() > 20, "anchor examples not found");
+    v
+}
+
+fn minicluster(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_minicluster"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the validator; its report and whether everything passed.
+fn validate(crd: &Path, files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new(python())
+        .arg(workspace().join("tests/validate/validate.py"))
+        .args(["--k8s-version", K8S, "--strict-crd", "--crd"])
+        .arg(crd)
+        .args(files)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}
+
+fn our_crd(dir: &Path) -> PathBuf {
+    let crd = dir.join("crd.yaml");
+    let out = minicluster(&["crd"]);
+    assert!(out.status.success());
+    std::fs::write(&crd, &out.stdout).unwrap();
+    crd
+}
+
+#[test]
+fn rendered_objects_and_our_crd_validate_strictly() {
+    let dir = tempfile::tempdir().unwrap();
+    let crd = our_crd(dir.path());
+    let mut files = vec![crd.clone()];
+    let mut rendered = 0;
+    for (i, example) in examples().iter().enumerate() {
+        if !std::fs::read_to_string(example)
+            .unwrap()
+            .contains("kind: MiniCluster")
+        {
+            continue; // volumes and claims that examples use
+        }
+        rendered += 1;
+        let out_dir = dir.path().join(i.to_string());
+        let out = minicluster(&[
+            "render",
+            example.to_str().unwrap(),
+            "--with-cert",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            example.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut produced = Vec::new();
+        yaml_files(&out_dir, &mut produced);
+        assert!(
+            !produced.is_empty(),
+            "{}: no objects.yaml",
+            example.display()
+        );
+        files.extend(produced);
+    }
+    let (ok, report) = validate(&crd, &files);
+    assert!(ok, "{report}");
+    let summary = report.lines().last().unwrap_or_default().to_string();
+    eprintln!("{summary}");
+    // Each example gives at least a ConfigMap, a Service and a Job (and the Secret).
+    let jobs = report.lines().filter(|l| l.contains(" Job/")).count();
+    assert!(
+        jobs >= rendered && rendered > 20,
+        "{rendered} rendered:\n{report}"
+    );
+}
+
+#[test]
+fn every_minicluster_example_validates_against_our_crd() {
+    let dir = tempfile::tempdir().unwrap();
+    let crd = our_crd(dir.path());
+    let (ok, report) = validate(&crd, &examples());
+    assert!(ok, "{report}");
+    assert!(report.contains("MiniCluster/"), "{report}");
+}
+
+#[test]
+fn the_validator_refuses_what_kubernetes_refuses() {
+    // Without this, a validator that passes everything would make the tests above vacuous.
+    let dir = tempfile::tempdir().unwrap();
+    let crd = our_crd(dir.path());
+    let (ok, report) = validate(
+        &crd,
+        &[workspace().join("tests/validate/fixtures/bad.yaml")],
+    );
+    assert!(!ok, "{report}");
+    assert!(report.contains("spec.clusterIp: unknown field"), "{report}");
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: x}\nspec:\n  size: 2\n  contaners: []\n",
+    )
+    .unwrap();
+    let (ok, report) = validate(&crd, &[typo]);
+    assert!(!ok && report.contains("contaners"), "{report}");
+}
