@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::labels;
 
+pub use config::CERT_KEY;
 pub use job::{ENTRYPOINT_DIR, template_hash};
 
 /// Settings of the operator that are not part of a MiniCluster.

@@ -1,0 +1,511 @@
+//! Reconcile against a mock API server (the controller-rs `ApiServerVerifier` pattern): every
+//! call is checked in order — method, path, field manager — with the key fields of its body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use minicluster_core::MiniCluster;
+use minicluster_operator::build::{self, BuildOptions};
+use minicluster_operator::metrics::Metrics;
+use minicluster_operator::reconcile::{Context, reconcile};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "hpc";
+const MANAGER_QUERY: &str = "fieldManager=minicluster-operator";
+
+/// One expected call and the answer the mock gives.
+struct Call {
+    method: Method,
+    path: String,
+    reply: Reply,
+}
+
+enum Reply {
+    /// Answer with the request body itself (what an apply returns, near enough).
+    Echo,
+    Json(Value),
+    NotFound,
+    /// The status subresource: the object given, with the status sent.
+    StatusOf(Value),
+}
+
+fn call(method: Method, path: &str, reply: Reply) -> Call {
+    Call {
+        method,
+        path: path.to_string(),
+        reply,
+    }
+}
+
+/// What the mock saw: full URI and body (the method was checked on the way).
+#[derive(Debug)]
+struct Seen {
+    uri: String,
+    body: Value,
+}
+
+async fn verify(mut handle: Handle, calls: Vec<Call>) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    for (i, c) in calls.into_iter().enumerate() {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("call {i} ({} {}) never came", c.method, c.path))
+            .expect("the client went away");
+        let uri = req.uri().to_string();
+        assert_eq!(req.method(), &c.method, "call {i}: {uri}");
+        assert_eq!(req.uri().path(), c.path, "call {i}");
+        if c.method == Method::PATCH {
+            assert!(
+                uri.contains(MANAGER_QUERY),
+                "call {i} has no field manager: {uri}"
+            );
+            assert!(uri.contains("force=true"), "call {i}: {uri}");
+        }
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let (status, out) = match c.reply {
+            Reply::Echo => (StatusCode::OK, body.clone()),
+            Reply::Json(v) => (StatusCode::OK, v),
+            Reply::StatusOf(mut v) => {
+                v["status"] = body["status"].clone();
+                (StatusCode::OK, v)
+            }
+            Reply::NotFound => (
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+        };
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                .unwrap(),
+        );
+        seen.push(Seen { uri, body });
+    }
+    // Nothing more may be asked.
+    if let Ok(Some((req, _))) =
+        tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await
+    {
+        panic!("unexpected call: {} {}", req.method(), req.uri());
+    }
+    seen
+}
+
+fn context() -> (Arc<Context>, Handle) {
+    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(svc, NS);
+    let ctx = Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "minicluster-operator".into(),
+                instance: None,
+            },
+        ),
+        client,
+        build: BuildOptions::default(),
+        metrics: Metrics::default(),
+    };
+    (Arc::new(ctx), handle)
+}
+
+fn minicluster(extra: &str) -> MiniCluster {
+    let yaml = format!(
+        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata:\n  name: mc\n  namespace: {NS}\n  uid: 0b5c1a4e-1111-2222-3333-444455556666\n  generation: 1\nspec:\n  size: 4\n{extra}  containers:\n    - image: ghcr.io/flux-framework/flux-restful:latest\n      command: lmp -in in.reaxc\n"
+    );
+    serde_norway::from_str(&yaml).unwrap()
+}
+
+fn core(kind: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/{kind}/{name}")
+}
+fn jobs(name: &str) -> String {
+    format!("/apis/batch/v1/namespaces/{NS}/jobs/{name}")
+}
+fn events() -> String {
+    format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+}
+fn status() -> String {
+    format!("/apis/flux-framework.org/v1alpha2/namespaces/{NS}/miniclusters/mc/status")
+}
+fn status_reply() -> Reply {
+    Reply::StatusOf(serde_json::to_value(minicluster("")).unwrap())
+}
+fn pods() -> String {
+    format!("/api/v1/namespaces/{NS}/pods")
+}
+
+fn pod_list(phases: &[&str]) -> Value {
+    let items: Vec<Value> = phases
+        .iter()
+        .enumerate()
+        .map(|(i, phase)| {
+            json!({"metadata": {"name": format!("mc-{i}-x"), "namespace": NS,
+                "labels": {"batch.kubernetes.io/job-completion-index": i.to_string()}},
+                "status": {"phase": phase}})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+/// The Job and Secret the operator made for `mc` with `cert`, as the API server returns them.
+fn existing(mc: &MiniCluster, cert: &str) -> (Value, Value) {
+    let children = build::build(mc, cert, &BuildOptions::default()).unwrap();
+    (
+        serde_json::to_value(&children.job).unwrap(),
+        serde_json::to_value(&children.secret).unwrap(),
+    )
+}
+
+fn condition<'a>(status_body: &'a Value, type_: &str) -> &'a Value {
+    status_body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
+}
+
+#[tokio::test]
+async fn a_new_minicluster_gets_its_children_and_status() {
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(
+                Method::GET,
+                &core("secrets", "mc-curve-cert"),
+                Reply::NotFound,
+            ),
+            call(
+                Method::PATCH,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("configmaps", "mc-description"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("services", "flux-service"),
+                Reply::Echo,
+            ),
+            call(Method::GET, &jobs("mc"), Reply::NotFound),
+            call(Method::PATCH, &jobs("mc"), Reply::Echo),
+            call(Method::POST, &events(), Reply::Echo),
+            call(Method::GET, &pods(), Reply::Json(pod_list(&[]))),
+            call(Method::PATCH, &status(), status_reply()),
+        ],
+    ));
+    reconcile(Arc::new(minicluster("")), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+
+    let secret = &seen[1].body;
+    assert!(secret["data"]["curve.cert"].is_string());
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "MiniCluster"
+    );
+    assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
+    let svc = &seen[3].body["spec"];
+    assert_eq!(svc["clusterIP"], "None");
+    assert_eq!(svc["publishNotReadyAddresses"], true);
+    let job = &seen[5].body;
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    assert_eq!(job["spec"]["parallelism"], 4);
+    assert_eq!(job["spec"]["completions"], 4);
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["subdomain"], "flux-service");
+    assert_eq!(pod["setHostnameAsFQDN"], false);
+    assert_eq!(
+        pod["containers"][0]["command"][0],
+        "/mnt/flux/bin/entrypoint"
+    );
+    assert_eq!(pod["initContainers"][0]["command"][1], "install");
+    assert_eq!(seen[6].body["reason"], "Created");
+    assert!(seen[7].uri.contains("labelSelector="), "{}", seen[7].uri);
+    let st = &seen[8].body;
+    assert_eq!(st["status"]["size"], 4);
+    assert_eq!(st["status"]["ready"], "0/4");
+    assert_eq!(condition(st, "Validated")["status"], "True");
+    assert_eq!(condition(st, "Created")["status"], "True");
+    assert_eq!(
+        condition(st, "BrokersReady")["message"],
+        "0/4 brokers running"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_minicluster_writes_nothing_new() {
+    let mc = minicluster("");
+    let cert = minicluster_core::CurveCert::generate("mc-0")
+        .unwrap()
+        .to_text();
+    let (job, secret) = existing(&mc, &cert);
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(
+                Method::GET,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Json(secret),
+            ),
+            call(
+                Method::PATCH,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("configmaps", "mc-description"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("services", "flux-service"),
+                Reply::Echo,
+            ),
+            call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
+            call(Method::PATCH, &jobs("mc"), Reply::Echo),
+            // No event: nothing was created or resized.
+            call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
+            call(Method::PATCH, &status(), status_reply()),
+        ],
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    // The certificate is kept, and the Job applied is the one that exists (an SSA no-op).
+    let kept: k8s_openapi::ByteString =
+        serde_json::from_value(seen[1].body["data"]["curve.cert"].clone()).unwrap();
+    let kept = String::from_utf8(kept.0).unwrap();
+    assert_eq!(kept, cert);
+    assert_eq!(seen[5].body, job);
+    let st = &seen[7].body;
+    assert_eq!(condition(st, "BrokersReady")["status"], "True");
+    assert_eq!(st["status"]["phase"], "Running");
+}
+
+#[tokio::test]
+async fn an_invalid_minicluster_gets_status_and_an_event_only() {
+    let mut mc = minicluster("");
+    mc.spec.containers[0].command = None;
+    mc.spec.size = 0;
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(Method::POST, &events(), Reply::Echo),
+            call(Method::PATCH, &status(), status_reply()),
+        ],
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[0].body["type"], "Warning");
+    assert_eq!(seen[0].body["reason"], "InvalidSpec");
+    let st = &seen[1].body;
+    let v = condition(st, "Validated");
+    assert_eq!(v["status"], "False");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.size") && msg.contains("spec.containers[0].command"),
+        "{msg}"
+    );
+    assert_eq!(st["status"]["phase"], "Invalid");
+    assert_eq!(condition(st, "Created")["status"], "False");
+}
+
+#[tokio::test]
+async fn resize_within_max_size_patches_the_job() {
+    let before = minicluster("  maxSize: 8\n");
+    let cert = minicluster_core::CurveCert::generate("mc-0")
+        .unwrap()
+        .to_text();
+    let (job, secret) = existing(&before, &cert);
+    let mut after = before.clone();
+    after.spec.size = 6;
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(
+                Method::GET,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Json(secret),
+            ),
+            call(
+                Method::PATCH,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("configmaps", "mc-description"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("services", "flux-service"),
+                Reply::Echo,
+            ),
+            call(Method::GET, &jobs("mc"), Reply::Json(job)),
+            call(Method::PATCH, &jobs("mc"), Reply::Echo),
+            call(Method::POST, &events(), Reply::Echo),
+            call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
+            call(Method::PATCH, &status(), status_reply()),
+        ],
+    ));
+    reconcile(Arc::new(after), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[5].body["spec"]["parallelism"], 6);
+    assert_eq!(seen[5].body["spec"]["completions"], 6);
+    assert_eq!(seen[6].body["reason"], "Resized");
+    assert_eq!(seen[6].body["note"], "from 4 to 6 brokers");
+    // The description follows the size; the hostlist does not (it covers maxSize).
+    let d: Value =
+        serde_json::from_str(seen[2].body["data"]["description.json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (d["size"].as_u64(), d["hostlist"].as_str()),
+        (Some(6), Some("mc-[0-7]"))
+    );
+    assert_eq!(seen[8].body["status"]["ready"], "4/6");
+}
+
+#[tokio::test]
+async fn resize_beyond_max_size_is_refused_and_changes_nothing() {
+    let mut mc = minicluster("  maxSize: 8\n");
+    mc.spec.size = 10;
+    mc.status = Some(minicluster_core::spec::MiniClusterStatus {
+        size: 4,
+        ..Default::default()
+    });
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(Method::POST, &events(), Reply::Echo),
+            call(Method::PATCH, &status(), status_reply()),
+        ],
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[0].body["reason"], "SizeRefused");
+    let st = &seen[1].body;
+    assert_eq!(condition(st, "Validated")["reason"], "SizeRefused");
+    assert!(
+        condition(st, "Validated")["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.maxSize")
+    );
+    assert_eq!(st["status"]["size"], 4, "the size in effect stays");
+}
+
+#[tokio::test]
+async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
+    let mc = minicluster("  cleanup: true\n");
+    let cert = minicluster_core::CurveCert::generate("mc-0")
+        .unwrap()
+        .to_text();
+    let (job, secret) = existing(&mc, &cert);
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(
+                Method::GET,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Json(secret),
+            ),
+            call(
+                Method::PATCH,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("configmaps", "mc-description"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("services", "flux-service"),
+                Reply::Echo,
+            ),
+            call(Method::GET, &jobs("mc"), Reply::Json(job)),
+            call(Method::PATCH, &jobs("mc"), Reply::Echo),
+            call(
+                Method::GET,
+                &pods(),
+                Reply::Json(pod_list(&["Succeeded", "Running", "Running", "Running"])),
+            ),
+            call(Method::PATCH, &status(), status_reply()),
+            call(Method::POST, &events(), Reply::Echo),
+            call(
+                Method::DELETE,
+                "/apis/flux-framework.org/v1alpha2/namespaces/hpc/miniclusters/mc",
+                Reply::Json(serde_json::to_value(minicluster("  cleanup: true\n")).unwrap()),
+            ),
+        ],
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[8].body["reason"], "Cleanup");
+}
+
+#[tokio::test]
+async fn a_changed_pod_template_replaces_the_job() {
+    let before = minicluster("");
+    let cert = minicluster_core::CurveCert::generate("mc-0")
+        .unwrap()
+        .to_text();
+    let (job, secret) = existing(&before, &cert);
+    let mut after = before.clone();
+    after.spec.containers[0].image = "ghcr.io/flux-framework/flux-restful:v2".into();
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![
+            call(
+                Method::GET,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Json(secret),
+            ),
+            call(
+                Method::PATCH,
+                &core("secrets", "mc-curve-cert"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("configmaps", "mc-description"),
+                Reply::Echo,
+            ),
+            call(
+                Method::PATCH,
+                &core("services", "flux-service"),
+                Reply::Echo,
+            ),
+            call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
+            call(Method::DELETE, &jobs("mc"), Reply::Json(job)),
+            call(Method::POST, &events(), Reply::Echo),
+        ],
+    ));
+    reconcile(Arc::new(after), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[5].body["propagationPolicy"], "Foreground");
+    assert_eq!(seen[6].body["reason"], "Replacing");
+}
