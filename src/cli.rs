@@ -40,6 +40,41 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the MiniCluster CustomResourceDefinition (YAML), for `kubectl apply -f -`.
     Crd,
+    /// Run the MiniCluster operator: watches MiniClusters and makes their Secret, ConfigMap,
+    /// headless Service and Indexed Job (in-cluster, or from your kubeconfig).
+    ///
+    /// Serves /healthz, /readyz and Prometheus /metrics on --listen.
+    Operator(OperatorArgs),
+    /// Write the operator's manifests (CRD, RBAC, Deployment), as committed under deploy/.
+    ///
+    /// Example: minicluster manifests --out deploy && kubectl apply -f deploy/
+    Manifests(ManifestsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Watch only this namespace (default: all).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Image the broker pods' init container takes the entrypoint from.
+    #[arg(long, value_name = "IMAGE", env = "MINICLUSTER_RUNNER_IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
+    pub runner_image: String,
+    /// Cluster DNS domain used in broker addresses.
+    #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ManifestsArgs {
+    /// Directory to write crd.yaml, rbac.yaml and operator.yaml into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Image of the operator Deployment.
+    #[arg(long, value_name = "IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

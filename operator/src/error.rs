@@ -11,6 +11,11 @@ pub enum Error {
     /// An object the builders made did not serialise (a bug).
     #[error("building {what}: {reason}")]
     Build { what: String, reason: String },
+    /// No cluster to talk to: not in a pod, and no kubeconfig.
+    #[error(
+        "cannot find a Kubernetes cluster: {0} (fix: run in a pod with a ServiceAccount, or point KUBECONFIG at a kubeconfig)"
+    )]
+    NoCluster(String),
     /// The MiniCluster has no name or namespace (the API server always sets both).
     #[error("the MiniCluster has no {0}")]
     Metadata(&'static str),

@@ -80,5 +80,6 @@ fn reason(e: &Error) -> &'static str {
         Error::Kube(_) => "connection",
         Error::Build { .. } => "build",
         Error::Metadata(_) => "metadata",
+        Error::NoCluster(_) => "no-cluster",
     }
 }

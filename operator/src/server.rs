@@ -31,7 +31,13 @@ struct Shared {
 
 /// Runs the controller until SIGTERM/SIGINT, serving /healthz, /readyz and /metrics on `addr`.
 pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String>) -> Result<()> {
-    let client = Client::try_default().await?;
+    let client = Client::try_default().await.map_err(|e| {
+        let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into());
+        tracing::debug!("inferring the Kubernetes config: {e}");
+        crate::Error::NoCluster(format!(
+            "not in a pod (KUBERNETES_SERVICE_HOST is unset) and no usable kubeconfig at {kubeconfig}"
+        ))
+    })?;
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
     let shared = Shared {
