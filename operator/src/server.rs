@@ -44,11 +44,7 @@ pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String
         metrics: metrics.clone(),
         ready: ready.clone(),
     };
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(shared);
+    let app = router(shared.metrics, shared.ready);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| crate::Error::Build {
@@ -102,6 +98,15 @@ pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String
         })
         .await;
     Ok(())
+}
+
+/// /healthz (the process answers), /readyz (the controller runs), /metrics (Prometheus).
+pub fn router(metrics: Metrics, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(Shared { metrics, ready })
 }
 
 async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {
