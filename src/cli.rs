@@ -45,6 +45,36 @@ pub enum Command {
     ///
     /// Serves /healthz, /readyz and Prometheus /metrics on --listen.
     Operator(OperatorArgs),
+    /// Launch an ephemeral MiniCluster, run CMD across it, stream its output and exit with
+    /// its exit code. Nothing is left behind, also after Ctrl-C.
+    ///
+    /// Examples:
+    ///   minicluster run --size 4 -- hostname                 # 4 lines, one per broker
+    ///   minicluster run --size 2 -- sh -c 'exit 3'; echo $?   # 3
+    ///   minicluster run -f mc.yaml
+    #[command(verbatim_doc_comment)]
+    Run {
+        #[command(flatten)]
+        launch: LaunchArgs,
+        /// The command, run on every broker (`flux submit -N SIZE -n TASKS --watch CMD`).
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Launch a persistent MiniCluster and print how to reach it (FLUX_URI, flux proxy).
+    Up {
+        #[command(flatten)]
+        launch: LaunchArgs,
+        /// Print the launch record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a MiniCluster and remove everything it left (processes, files).
+    Down(DownArgs),
+    /// List MiniClusters (or show one) with their running brokers.
+    #[command(alias = "ls")]
+    Status(StatusArgs),
+    /// Print a broker's log (rank 0 by default); -f follows it.
+    Logs(LogsArgs),
     /// Write the operator's manifests (CRD, RBAC, Deployment), as committed under deploy/.
     ///
     /// Example: minicluster manifests --out deploy && kubectl apply -f deploy/
@@ -105,4 +135,72 @@ pub struct RenderArgs {
     /// Directory whose templates (e.g. broker.toml.tera) replace the built-in ones.
     #[arg(long, value_name = "DIR", env = "MINICLUSTER_TEMPLATES")]
     pub templates: Option<PathBuf>,
+}
+
+/// Where MiniClusters are launched.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Local processes on this machine, each broker on its own loopback port.
+    Process,
+    /// Docker containers on a network of their own.
+    Docker,
+    /// A MiniCluster object for the operator.
+    Kubernetes,
+}
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    /// Where to launch.
+    #[arg(long, value_enum, default_value = "process")]
+    pub launcher: Transport,
+    /// A MiniCluster YAML; the flags below override its fields.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Name of the MiniCluster (default: the file's, else "minicluster").
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Number of brokers.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Container image (docker, kubernetes).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// First broker port (process launcher; default: free ports).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The flux the brokers run (process launcher; default: flux on PATH).
+    #[arg(long, env = "FLUX_BIN", value_name = "PATH")]
+    pub flux: Option<PathBuf>,
+    /// The entrypoint binary (default: beside minicluster, else on PATH).
+    #[arg(long, env = "MINICLUSTER_ENTRYPOINT", value_name = "PATH")]
+    pub entrypoint: Option<PathBuf>,
+    /// No progress messages.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// The MiniCluster to stop.
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// One MiniCluster (default: all).
+    pub name: Option<String>,
+    /// JSON output, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    pub name: String,
+    /// Which broker.
+    #[arg(long, default_value_t = 0)]
+    pub rank: u32,
+    /// Keep printing as the log grows.
+    #[arg(short, long)]
+    pub follow: bool,
 }

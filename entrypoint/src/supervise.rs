@@ -56,22 +56,26 @@ pub fn run(
     loop {
         stop.check()?;
         // Its own process group, so that what it leaves behind can be killed with it.
-        let child = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .envs(env)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| Error::Program {
-                what: format!("starting the broker ({})", argv[0]),
-                reason: if e.kind() == ErrorKind::NotFound {
-                    format!(
-                        "{} not found (fix: use an image with Flux, or pass --flux PATH)",
-                        argv[0]
-                    )
-                } else {
-                    e.to_string()
-                },
-            })?;
+        let mut cmd = std::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]).envs(env).process_group(0);
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe. If we are killed outright
+        // (SIGKILL), the broker is told to stop instead of running on unsupervised.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn().map_err(|e| Error::Program {
+            what: format!("starting the broker ({})", argv[0]),
+            reason: if e.kind() == ErrorKind::NotFound {
+                format!(
+                    "{} not found (fix: use an image with Flux, or pass --flux PATH)",
+                    argv[0]
+                )
+            } else {
+                e.to_string()
+            },
+        })?;
         starts += 1;
         let pid = Pid::from_raw(child.id() as i32);
         if starts == 1 {

@@ -131,7 +131,12 @@ fn a_broker_with_another_cert_cannot_join() {
         err.contains("rank 0 refused rank 1: certificate does not match"),
         "{err}"
     );
-    let mut rank0 = rank0;
-    let _ = rank0.kill();
-    let _ = rank0.wait();
+    // Rank 0 never reaches its quorum; stop it as a user would.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rank0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = wait_output(rank0, Duration::from_secs(10)).status.code();
+    assert_eq!(code, Some(143), "the broker's exit code on SIGTERM");
 }

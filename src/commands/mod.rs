@@ -1,11 +1,24 @@
 //! One module per subcommand.
 
+mod launch;
 mod render;
 
 use crate::cli::{Cli, Command};
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a subcommand; its exit code (the command's, for `run`).
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Run { launch, command } => launch::run(&launch, command),
+        Command::Up { launch, json } => launch::up(&launch, json),
+        Command::Down(a) => launch::down(&a),
+        Command::Status(a) => launch::status(&a),
+        Command::Logs(a) => launch::logs(&a),
+        other => run_other(other).map(|()| 0),
+    }
+}
+
+fn run_other(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Render(args) => render::run(&args),
         Command::Crd => {
             print!("{}", minicluster_core::spec::crd_yaml());
@@ -32,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        _ => unreachable!("handled in run"),
     }
 }

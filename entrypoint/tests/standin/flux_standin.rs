@@ -275,6 +275,17 @@ fn leader(
             Err(e) => return Err(e.to_string()),
         }
         if program_child.is_none() && peers.len() + 1 >= quorum {
+            // The instance is up: clients reach it on the local URI, as with Flux.
+            if let Some(path) = uri.strip_prefix("local://").filter(|p| !p.is_empty()) {
+                let _ = std::fs::remove_file(path);
+                if let Ok(l) = std::os::unix::net::UnixListener::bind(path) {
+                    std::thread::spawn(move || {
+                        for c in l.incoming() {
+                            drop(c)
+                        }
+                    });
+                }
+            }
             eprintln!(
                 "flux-standin: quorum reached ({} of {}) after {:?}",
                 peers.len() + 1,

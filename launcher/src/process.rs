@@ -1,0 +1,381 @@
+//! The process launcher: N entrypoint processes on this machine, each with its own rank,
+//! directory and loopback port, the certificate in the MiniCluster's private directory.
+//! Every rank is its own session (process group), so teardown kills everything it started,
+//! and the record on disk lets `down` do so after the CLI itself was killed.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use minicluster_core::{CurveCert, DescribeOptions, MiniCluster, describe};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result, io};
+use crate::state::{self, Record};
+
+pub struct ProcessLauncher {
+    /// Where launches are recorded ([`state::root`]).
+    pub root: PathBuf,
+    /// The entrypoint binary.
+    pub entrypoint: PathBuf,
+    /// The `flux` the brokers run (default: the entrypoint's choice, `flux` on PATH).
+    pub flux: Option<PathBuf>,
+    /// First broker port; the default picks free ones.
+    pub port: Option<u16>,
+    /// Grace after SIGTERM before everything left is killed.
+    pub grace: Duration,
+}
+
+/// A launch in progress, owned by the CLI that started it.
+pub struct Running {
+    pub record: Record,
+    pub dir: PathBuf,
+    children: Vec<Child>,
+    root: PathBuf,
+    grace: Duration,
+}
+
+/// State of one rank.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RankState {
+    pub rank: u32,
+    pub pid: i32,
+    pub running: bool,
+}
+
+impl ProcessLauncher {
+    /// Starts every broker. With `attach`, rank 0's output is ours (the command's output);
+    /// otherwise every rank writes `rank-N.log` in the MiniCluster's directory.
+    pub fn launch(&self, mc: &MiniCluster, persistent: bool, attach: bool) -> Result<Running> {
+        let name = mc.metadata.name.clone().unwrap_or_default();
+        let size = u32::try_from(mc.spec.size).unwrap_or(1);
+        let max = u16::try_from(mc.spec.effective_max_size()).unwrap_or(u16::MAX);
+        if let Ok(old) = Record::load(&self.root, &name) {
+            if alive_ranks(&old, &self.root).iter().any(|r| r.running) {
+                return Err(Error::NameTaken {
+                    name,
+                    launcher: old.launcher,
+                });
+            }
+            // A record whose processes are gone: a launch that was killed. Clear it.
+            let _ = std::fs::remove_dir_all(state::dir(&self.root, &name));
+        }
+        let base = match self.port {
+            Some(p) => {
+                check_ports(p, max)?;
+                p
+            }
+            None => free_ports(max)?,
+        };
+        let d = describe(
+            mc,
+            &DescribeOptions {
+                loopback_base_port: Some(base),
+                ..DescribeOptions::default()
+            },
+        )?;
+        let dir = state::create_dir(&self.root, &name)?;
+        let record = Record {
+            name: name.clone(),
+            launcher: "process".into(),
+            size,
+            persistent,
+            created: state::now(),
+            pids: Vec::new(),
+            flux_uri: Some(format!(
+                "local://{}/rank-0{}/local",
+                dir.display(),
+                d.paths.rundir
+            )),
+            resources: vec![format!(
+                "127.0.0.1:{base}-{}",
+                u32::from(base) + u32::from(max) - 1
+            )],
+        };
+        record.save(&self.root)?;
+        let description = dir.join("description.json");
+        std::fs::write(&description, d.to_json()).map_err(io("write", &description))?;
+        let cert = dir.join("curve.cert");
+        let text = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
+            Some(own) => CurveCert::parse(own)?,
+            None => CurveCert::generate(&d.hostname(0))?,
+        };
+        text.write(&cert)?;
+
+        let mut running = Running {
+            record,
+            dir: dir.clone(),
+            children: Vec::new(),
+            root: self.root.clone(),
+            grace: self.grace,
+        };
+        for rank in 0..size {
+            let mut cmd = Command::new(&self.entrypoint);
+            cmd.arg("--description")
+                .arg(&description)
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--rank")
+                .arg(rank.to_string())
+                .arg("--root")
+                .arg(dir.join(format!("rank-{rank}")))
+                .env_remove("JOB_COMPLETION_INDEX")
+                .stdin(Stdio::null());
+            if let Some(f) = &self.flux {
+                cmd.arg("--flux").arg(f);
+            }
+            if !(attach && rank == 0) {
+                let log = dir.join(format!("rank-{rank}.log"));
+                let f = std::fs::File::create(&log).map_err(io("create", &log))?;
+                cmd.stdout(f.try_clone().map_err(io("open", &log))?)
+                    .stderr(f);
+            }
+            // SAFETY: setsid() is async-signal-safe; it runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::unistd::setsid()
+                        .map(|_| ())
+                        .map_err(std::io::Error::from)
+                });
+            }
+            match cmd.spawn() {
+                Ok(child) => {
+                    running.record.pids.push(child.id() as i32);
+                    running.children.push(child);
+                    running.record.save(&self.root)?;
+                }
+                Err(e) => {
+                    running.teardown();
+                    return Err(Error::Setup {
+                        what: format!("starting {}", self.entrypoint.display()),
+                        reason: e.to_string(),
+                        fix: "build it (cargo build -p minicluster-entrypoint) or pass --entrypoint PATH".into(),
+                    });
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    /// Stops a recorded MiniCluster: SIGTERM to every rank, SIGKILL after the grace, then its
+    /// directory is removed. Returns how many ranks were still running.
+    pub fn down(&self, name: &str) -> Result<usize> {
+        let record = Record::load(&self.root, name)?;
+        let alive = stop_all(&record, &self.root, self.grace);
+        std::fs::remove_dir_all(state::dir(&self.root, name))
+            .map_err(io("remove", &state::dir(&self.root, name)))?;
+        Ok(alive)
+    }
+
+    pub fn status(&self, name: &str) -> Result<(Record, Vec<RankState>)> {
+        let record = Record::load(&self.root, name)?;
+        let ranks = alive_ranks(&record, &self.root);
+        Ok((record, ranks))
+    }
+}
+
+impl Running {
+    /// Waits for rank 0 and returns its exit code; then the other ranks get the grace to
+    /// leave with the instance, and what is left is killed. SIGINT/SIGTERM to us stop rank 0
+    /// first (it shuts the instance down). With `keep`, nothing is removed (persistent).
+    pub fn wait(mut self, progress: impl Fn(&str)) -> Result<i32> {
+        let signal = Arc::new(AtomicUsize::new(0));
+        for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let _ = signal_hook::flag::register_usize(s, Arc::clone(&signal), s as usize);
+        }
+        let mut stop_sent: Option<Instant> = None;
+        let mut started_reported = false;
+        let code = loop {
+            if !started_reported && self.all_alive() {
+                started_reported = true;
+                progress(&format!("{0}/{0} brokers started", self.children.len()));
+            }
+            if let Some(status) = self.children[0]
+                .try_wait()
+                .map_err(io("wait for", &self.dir))?
+            {
+                break status.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+                });
+            }
+            match (signal.load(Ordering::SeqCst), stop_sent) {
+                (0, _) => {}
+                (_, None) => {
+                    progress("stopping: SIGTERM to rank 0");
+                    let _ = killpg(Pid::from_raw(self.record.pids[0]), Signal::SIGTERM);
+                    stop_sent = Some(Instant::now());
+                }
+                (_, Some(t)) if t.elapsed() > self.grace => {
+                    progress("rank 0 did not stop in time: killing every rank");
+                    self.kill_all();
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The other ranks leave with the instance; give them the grace, then make sure.
+        let until = Instant::now() + self.grace;
+        while Instant::now() < until
+            && self.children[1..]
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(None)))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.teardown();
+        Ok(code)
+    }
+
+    fn all_alive(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    fn kill_all(&mut self) {
+        for pid in &self.record.pids {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+
+    /// Kills whatever is left and removes the MiniCluster's directory.
+    pub fn teardown(&mut self) {
+        for pid in &self.record.pids {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until
+            && self
+                .children
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(None)))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill_all();
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = &self.root;
+    }
+
+    /// Leaves the brokers running (persistent MiniClusters); `down` stops them later.
+    pub fn detach(mut self) -> Record {
+        self.children.clear();
+        self.record.clone()
+    }
+
+    /// Waits until rank 0's local socket accepts connections (the instance is up).
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let uri = self.record.flux_uri.clone().unwrap_or_default();
+        let path = PathBuf::from(uri.trim_start_matches("local://"));
+        let started = Instant::now();
+        loop {
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Ok(());
+            }
+            if let Some((rank, status)) = self
+                .children
+                .iter_mut()
+                .enumerate()
+                .find_map(|(i, c)| c.try_wait().ok().flatten().map(|s| (i, s)))
+            {
+                let log = self.dir.join(format!("rank-{rank}.log"));
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let last: Vec<&str> = tail.lines().rev().take(3).collect();
+                return Err(Error::Setup {
+                    what: format!("rank {rank}"),
+                    reason: format!(
+                        "exited ({status}) while starting: {}",
+                        last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    ),
+                    fix: format!("see {}", log.display()),
+                });
+            }
+            if started.elapsed() > timeout {
+                return Err(Error::Setup {
+                    what: "rank 0".into(),
+                    reason: format!(
+                        "no Flux socket at {} after {}s",
+                        path.display(),
+                        timeout.as_secs()
+                    ),
+                    fix: format!("see the logs in {}", self.dir.display()),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Which recorded ranks still run: the pid is alive and its command line names this
+/// MiniCluster's directory (a reused pid does not count).
+pub fn alive_ranks(record: &Record, root: &Path) -> Vec<RankState> {
+    let dir = state::dir(root, &record.name).display().to_string();
+    record
+        .pids
+        .iter()
+        .enumerate()
+        .map(|(rank, pid)| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let ours = String::from_utf8_lossy(&cmdline).contains(&dir);
+            RankState {
+                rank: rank as u32,
+                pid: *pid,
+                running: ours,
+            }
+        })
+        .collect()
+}
+
+fn stop_all(record: &Record, root: &Path, grace: Duration) -> usize {
+    let alive: Vec<i32> = alive_ranks(record, root)
+        .iter()
+        .filter(|r| r.running)
+        .map(|r| r.pid)
+        .collect();
+    for pid in &alive {
+        let _ = killpg(Pid::from_raw(*pid), Signal::SIGTERM);
+    }
+    let until = Instant::now() + grace;
+    while Instant::now() < until && alive_ranks(record, root).iter().any(|r| r.running) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in &alive {
+        let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    alive.len()
+}
+
+fn check_ports(base: u16, n: u16) -> Result<()> {
+    for i in 0..n {
+        let port = base
+            .checked_add(i)
+            .ok_or(Error::PortInUse { port: u16::MAX })?;
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Err(Error::PortInUse { port });
+        }
+    }
+    Ok(())
+}
+
+/// `n` consecutive free loopback ports.
+fn free_ports(n: u16) -> Result<u16> {
+    for _ in 0..500 {
+        let base = 20_000 + fastrand::u16(0..40_000);
+        if check_ports(base, n).is_ok() {
+            return Ok(base);
+        }
+    }
+    Err(Error::Setup {
+        what: "choosing ports".into(),
+        reason: format!("no {n} consecutive free ports on 127.0.0.1"),
+        fix: "free some ports, or give --port".into(),
+    })
+}

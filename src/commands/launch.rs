@@ -1,0 +1,196 @@
+//! `run`, `up`, `down`, `ls`/`status` and `logs`: MiniClusters as local processes.
+
+use std::io::{BufRead, Seek, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use minicluster_launcher::process::{ProcessLauncher, alive_ranks};
+use minicluster_launcher::request::Request;
+use minicluster_launcher::state::{self, Record};
+
+use crate::cli::{DownArgs, LaunchArgs, LogsArgs, StatusArgs, Transport};
+
+fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
+    if args.launcher != Transport::Process {
+        bail!(
+            "the {:?} launcher is not available in this build yet (fix: use --launcher process)",
+            args.launcher
+        );
+    }
+    Ok(ProcessLauncher {
+        root: state::root(),
+        entrypoint: find_entrypoint(args.entrypoint.clone())?,
+        flux: args.flux.clone(),
+        port: args.port,
+        grace: Duration::from_secs(10),
+    })
+}
+
+/// `--entrypoint`, else the one installed beside this binary, else on PATH.
+fn find_entrypoint(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("entrypoint")))
+        .filter(|p| p.is_file());
+    if let Some(p) = beside {
+        return Ok(p);
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("entrypoint"))
+        .find(|p| p.is_file())
+        .context("no entrypoint binary beside minicluster or on PATH (fix: cargo build -p minicluster-entrypoint, or pass --entrypoint PATH)")
+}
+
+fn request(args: &LaunchArgs, command: Vec<String>, persistent: bool) -> Request {
+    Request {
+        file: args.file.clone(),
+        name: args.name.clone(),
+        size: args.size,
+        image: args.image.clone(),
+        command,
+        persistent,
+    }
+}
+
+fn say(quiet: bool) -> impl Fn(&str) {
+    move |msg: &str| {
+        if !quiet {
+            eprintln!("minicluster: {msg}");
+        }
+    }
+}
+
+/// Ephemeral: launch, stream rank 0's output, exit with the command's code, leave nothing.
+pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
+    let l = launcher(args)?;
+    let mc = request(args, command, false).minicluster()?;
+    let name = mc.metadata.name.clone().unwrap_or_default();
+    let progress = say(args.quiet);
+    progress(&format!(
+        "launching {name}: {} brokers as local processes",
+        mc.spec.size
+    ));
+    let running = l.launch(&mc, false, true)?;
+    Ok(running.wait(progress)?)
+}
+
+/// Persistent: launch, wait until rank 0 is up, print how to reach it, leave it running.
+pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
+    let l = launcher(args)?;
+    let mc = request(args, Vec::new(), true).minicluster()?;
+    let mut running = l.launch(&mc, true, false)?;
+    let progress = say(args.quiet || json);
+    progress(&format!("starting {} brokers…", mc.spec.size));
+    if let Err(e) = running.wait_ready(Duration::from_secs(120)) {
+        running.teardown();
+        return Err(e.into());
+    }
+    let record = running.detach();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        let uri = record.flux_uri.clone().unwrap_or_default();
+        println!("MiniCluster {} is up: {} brokers", record.name, record.size);
+        println!("  export FLUX_URI={uri}");
+        println!("  flux proxy {uri}        # a shell in the instance");
+        println!("  minicluster logs {} --rank 0", record.name);
+        println!("  minicluster down {}", record.name);
+    }
+    Ok(0)
+}
+
+pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
+    let l = ProcessLauncher {
+        root: state::root(),
+        entrypoint: PathBuf::new(),
+        flux: None,
+        port: None,
+        grace: Duration::from_secs(10),
+    };
+    let stopped = l.down(&args.name)?;
+    eprintln!(
+        "minicluster: {} is down ({stopped} brokers were running)",
+        args.name
+    );
+    Ok(0)
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
+    let root = state::root();
+    let records: Vec<Record> = match &args.name {
+        Some(n) => vec![Record::load(&root, n)?],
+        None => Record::list(&root),
+    };
+    let rows: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let ranks = alive_ranks(r, &root);
+            let up = ranks.iter().filter(|x| x.running).count();
+            serde_json::json!({"name": r.name, "launcher": r.launcher, "size": r.size,
+                "running": up, "persistent": r.persistent, "flux_uri": r.flux_uri, "ranks": ranks})
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        eprintln!("minicluster: no MiniClusters (minicluster up starts one)");
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<10} {:>7}  FLUX_URI",
+        "NAME", "LAUNCHER", "RUNNING"
+    );
+    for r in rows {
+        println!(
+            "{:<24} {:<10} {:>7}  {}",
+            r["name"].as_str().unwrap_or_default(),
+            r["launcher"].as_str().unwrap_or_default(),
+            format!("{}/{}", r["running"], r["size"]),
+            r["flux_uri"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(0)
+}
+
+pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
+    let root = state::root();
+    let record = Record::load(&root, &args.name)?;
+    if args.rank >= record.size {
+        bail!(
+            "rank {} is not in {} (ranks 0-{})",
+            args.rank,
+            record.name,
+            record.size - 1
+        );
+    }
+    let path = state::dir(&root, &record.name).join(format!("rank-{}.log", args.rank));
+    let mut f =
+        std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    std::io::copy(&mut f, &mut out)?;
+    if !args.follow {
+        return Ok(0);
+    }
+    let mut pos = f.stream_position()?;
+    loop {
+        if !path.exists() {
+            return Ok(0); // torn down
+        }
+        let mut r = std::io::BufReader::new(&f);
+        let mut line = String::new();
+        while r.read_line(&mut line)? > 0 {
+            out.write_all(line.as_bytes())?;
+            pos += line.len() as u64;
+            line.clear();
+        }
+        out.flush()?;
+        f.seek(std::io::SeekFrom::Start(pos))?;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
