@@ -1,0 +1,241 @@
+//! `minicluster run/up/status/logs/down` with the process launcher: a 4-broker MiniCluster of
+//! local processes with the `flux` stand-in always, and with a real `flux` when one is on PATH
+//! or in `$FLUX_BIN` (skipped, saying so, otherwise). Nothing may be left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    // The workspace's binaries live beside this package's.
+    let p = Path::new(env!("CARGO_BIN_EXE_minicluster")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
+struct Env {
+    state: tempfile::TempDir,
+    flux: PathBuf,
+}
+
+impl Env {
+    fn new(flux: PathBuf) -> Env {
+        Env {
+            state: tempfile::tempdir().unwrap(),
+            flux,
+        }
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_minicluster"));
+        c.args(args)
+            .env("MINICLUSTER_STATE_DIR", self.state.path())
+            .env("FLUX_BIN", &self.flux)
+            .env("MINICLUSTER_ENTRYPOINT", bin("entrypoint"));
+        c
+    }
+    fn out(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    /// No process mentions the state directory, and it holds nothing.
+    fn assert_nothing_left(&self) {
+        let dir = self.state.path().display().to_string();
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = processes_mentioning(&dir);
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < until, "processes left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let files: Vec<_> = std::fs::read_dir(self.state.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(files.is_empty(), "files left behind: {files:?}");
+    }
+}
+
+fn processes_mentioning(s: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Zombies are not running anything.
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            (cmd.contains(s) && !zombie).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn real_flux() -> Option<PathBuf> {
+    let f = std::env::var_os("FLUX_BIN").map(PathBuf::from).or_else(|| {
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("flux"))
+            .find(|p| p.is_file())
+    });
+    if f.is_none() {
+        eprintln!(
+            "SKIP: no `flux` on PATH and FLUX_BIN unset; the real-Flux launcher test did not run"
+        );
+    }
+    f
+}
+
+fn run_scenario(flux: PathBuf) {
+    let env = Env::new(flux);
+    let out = env.out(&["run", "--size", "4", "--", "hostname"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        4,
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("4/4 brokers started"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.assert_nothing_left();
+    let out = env.out(&["run", "--size", "4", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn standin_run_returns_output_and_exit_code_and_leaves_nothing() {
+    run_scenario(bin("flux-standin"));
+}
+
+#[test]
+fn real_flux_run_returns_output_and_exit_code_and_leaves_nothing() {
+    let Some(flux) = real_flux() else { return };
+    run_scenario(flux);
+}
+
+fn up_status_logs_down(flux: PathBuf) {
+    let env = Env::new(flux);
+    let out = env.out(&["up", "--size", "4", "--name", "persist", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["name"], "persist");
+    assert!(record["flux_uri"].as_str().unwrap().starts_with("local://"));
+
+    let out = env.out(&["status", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["running"], 4, "{rows}");
+
+    let taken = env.out(&["up", "--size", "2", "--name", "persist"]);
+    assert_eq!(taken.status.code(), Some(1));
+    assert!(
+        text(&taken.stderr).contains("already running"),
+        "{}",
+        text(&taken.stderr)
+    );
+
+    let out = env.out(&["logs", "persist", "--rank", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = env.out(&["down", "persist"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.assert_nothing_left();
+    let again = env.out(&["down", "persist"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("no MiniCluster named persist"));
+}
+
+#[test]
+fn standin_up_status_logs_down() {
+    up_status_logs_down(bin("flux-standin"));
+}
+
+#[test]
+fn real_flux_up_status_logs_down() {
+    let Some(flux) = real_flux() else { return };
+    up_status_logs_down(flux);
+}
+
+#[test]
+fn down_cleans_up_after_the_cli_is_killed() {
+    let env = Env::new(bin("flux-standin"));
+    let mut cli = env
+        .cmd(&[
+            "run", "--size", "4", "--name", "killed", "--", "sleep", "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.out(&["status", "killed", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if rows[0]["running"] == 4 {
+            break;
+        }
+        assert!(Instant::now() < until, "the brokers never all ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cli.kill().unwrap(); // SIGKILL: no chance to clean up
+    cli.wait().unwrap();
+    let dir = env.state.path().display().to_string();
+    assert!(
+        !processes_mentioning(&dir).is_empty(),
+        "the brokers should outlive the killed CLI"
+    );
+    let out = env.out(&["down", "killed"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    env.assert_nothing_left();
+}
+
+#[test]
+fn bad_requests_get_one_clear_line_and_start_nothing() {
+    let env = Env::new(bin("flux-standin"));
+    let one_line = |out: &Output, want: &str| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(err.contains(want), "want {want:?} in {err}");
+    };
+    one_line(&env.out(&["run", "--size", "0", "--", "true"]), "spec.size");
+    one_line(&env.out(&["run", "--size", "2"]), "command");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    one_line(
+        &env.out(&["run", "--size", "2", "--port", &port, "--", "true"]),
+        "is in use",
+    );
+    one_line(
+        &env.out(&[
+            "run",
+            "--launcher",
+            "process",
+            "--entrypoint",
+            "/nonexistent/entrypoint",
+            "--size",
+            "2",
+            "--",
+            "true",
+        ]),
+        "/nonexistent/entrypoint",
+    );
+    env.assert_nothing_left();
+}
