@@ -183,6 +183,9 @@ pub struct LaunchArgs {
 pub struct DownArgs {
     /// The MiniCluster to stop.
     pub name: String,
+    /// Look for Docker containers of this name even without a launch record.
+    #[arg(long)]
+    pub docker: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use minicluster_launcher::docker::DockerLauncher;
 use minicluster_launcher::process::{ProcessLauncher, alive_ranks};
 use minicluster_launcher::request::Request;
 use minicluster_launcher::state::{self, Record};
@@ -12,10 +13,9 @@ use minicluster_launcher::state::{self, Record};
 use crate::cli::{DownArgs, LaunchArgs, LogsArgs, StatusArgs, Transport};
 
 fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
-    if args.launcher != Transport::Process {
+    if args.launcher == Transport::Kubernetes {
         bail!(
-            "the {:?} launcher is not available in this build yet (fix: use --launcher process)",
-            args.launcher
+            "the kubernetes launcher is not available in this build yet (fix: apply the MiniCluster with kubectl for the operator, or use --launcher process|docker)"
         );
     }
     Ok(ProcessLauncher {
@@ -64,8 +64,59 @@ fn say(quiet: bool) -> impl Fn(&str) {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn docker(args: &LaunchArgs) -> anyhow::Result<DockerLauncher> {
+    Ok(DockerLauncher::connect(
+        state::root(),
+        find_entrypoint(args.entrypoint.clone())?,
+        args.flux.as_ref().map(|p| p.display().to_string()),
+    )
+    .await?)
+}
+
+/// The Docker transport of `run`: containers, rank 0's output, its exit code, nothing left.
+fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
+    let Some(image) = args.image.clone() else {
+        bail!(
+            "--image is required with --launcher docker (fix: --image IMAGE, an image with flux)"
+        );
+    };
+    let mc = request(args, command, false).minicluster()?;
+    let name = mc.metadata.name.clone().unwrap_or_default();
+    let progress = say(args.quiet);
+    runtime()?.block_on(async {
+        let l = docker(args).await?;
+        progress(&format!(
+            "launching {name}: {} containers of {image}",
+            mc.spec.size
+        ));
+        l.launch(&mc, &image).await?;
+        progress(&format!("{0}/{0} brokers started", mc.spec.size));
+        let code = tokio::select! {
+            code = l.follow_rank0(&name) => code,
+            _ = tokio::signal::ctrl_c() => {
+                progress("stopping: SIGTERM to rank 0");
+                l.stop(&name).await;
+                l.wait_all_stopped(&name, Duration::from_secs(10)).await;
+                Ok(130)
+            }
+        };
+        l.wait_all_stopped(&name, Duration::from_secs(10)).await;
+        l.down(&name).await?;
+        Ok(code?)
+    })
+}
+
 /// Ephemeral: launch, stream rank 0's output, exit with the command's code, leave nothing.
 pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
+    if args.launcher == Transport::Docker {
+        return run_docker(args, command);
+    }
     let l = launcher(args)?;
     let mc = request(args, command, false).minicluster()?;
     let name = mc.metadata.name.clone().unwrap_or_default();
@@ -80,6 +131,32 @@ pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
 
 /// Persistent: launch, wait until rank 0 is up, print how to reach it, leave it running.
 pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
+    if args.launcher == Transport::Docker {
+        let Some(image) = args.image.clone() else {
+            bail!(
+                "--image is required with --launcher docker (fix: --image IMAGE, an image with flux)"
+            );
+        };
+        let mc = request(args, Vec::new(), true).minicluster()?;
+        let record = runtime()?.block_on(async {
+            let l = docker(args).await?;
+            anyhow::Ok(l.launch(&mc, &image).await?)
+        })?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        } else {
+            println!(
+                "MiniCluster {} is up: {} containers",
+                record.name, record.size
+            );
+            println!(
+                "  docker exec -it {}-0 flux run -N{} hostname",
+                record.name, record.size
+            );
+            println!("  minicluster down {}", record.name);
+        }
+        return Ok(0);
+    }
     let l = launcher(args)?;
     let mc = request(args, Vec::new(), true).minicluster()?;
     let mut running = l.launch(&mc, true, false)?;
@@ -104,6 +181,28 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
 }
 
 pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
+    let launched_by = Record::load(&state::root(), &args.name).map(|r| r.launcher);
+    // Docker launches are found by label even when the record is gone.
+    if launched_by
+        .as_deref()
+        .map_or(args.docker, |l| l == "docker")
+    {
+        let removed = runtime()?.block_on(async {
+            let l = DockerLauncher::connect(state::root(), PathBuf::new(), None).await?;
+            anyhow::Ok(l.down(&args.name).await?)
+        })?;
+        if removed == 0 && launched_by.is_err() {
+            bail!(
+                "no MiniCluster named {} (fix: `minicluster ls` lists them)",
+                args.name
+            );
+        }
+        eprintln!(
+            "minicluster: {} is down ({removed} containers removed)",
+            args.name
+        );
+        return Ok(0);
+    }
     let l = ProcessLauncher {
         root: state::root(),
         entrypoint: PathBuf::new(),
@@ -129,7 +228,11 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|r| {
             let ranks = alive_ranks(r, &root);
-            let up = ranks.iter().filter(|x| x.running).count();
+            let up = if r.launcher == "docker" {
+                docker_running(&r.name)
+            } else {
+                ranks.iter().filter(|x| x.running).count()
+            };
             serde_json::json!({"name": r.name, "launcher": r.launcher, "size": r.size,
                 "running": up, "persistent": r.persistent, "flux_uri": r.flux_uri, "ranks": ranks})
         })
@@ -156,6 +259,21 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Running containers of a Docker launch (0 when Docker cannot be reached).
+fn docker_running(name: &str) -> usize {
+    runtime()
+        .ok()
+        .and_then(|rt| {
+            rt.block_on(async {
+                let l = DockerLauncher::connect(state::root(), PathBuf::new(), None)
+                    .await
+                    .ok()?;
+                l.running(name).await.ok()
+            })
+        })
+        .unwrap_or(0)
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {

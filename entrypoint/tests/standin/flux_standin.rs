@@ -13,7 +13,7 @@
 //!   with it the others.
 //! - `R encode --hosts=H`: a resource set with two cores per host.
 //! - `submit`/`run`: runs the command once per task, here; `job wait --all`: the worst code of
-//!   the `--flags=waitable` submissions.
+//!   the `--flags=waitable` submissions; `pause N`: sleeps (for images with nothing else).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +34,12 @@ fn main() -> ExitCode {
         Some("R") if args.get(1).map(String::as_str) == Some("encode") => r_encode(&args[2..]),
         Some("submit") | Some("run") => submit(&args[0], &args[1..]),
         Some("job") if args.get(1).map(String::as_str) == Some("wait") => job_wait(),
+        // Not a Flux command: a sleep for images that have nothing but the stand-in.
+        Some("pause") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+            std::thread::sleep(Duration::from_secs(secs));
+            Ok(0)
+        }
         Some("--version") => {
             println!("flux-standin (a test stand-in, not Flux)");
             Ok(0)
@@ -235,6 +241,13 @@ fn sock_addr(uri: &str) -> Result<std::net::SocketAddr, String> {
     let rest = uri
         .strip_prefix("tcp://")
         .ok_or_else(|| format!("{uri}: not tcp://"))?;
+    // An interface name (tcp://eth0:8050), as ZeroMQ takes: here, every address.
+    if let Some((iface, port)) = rest.rsplit_once(':')
+        && (iface.starts_with("eth") || iface.starts_with("en") || iface == "*")
+    {
+        let port: u16 = port.parse().map_err(|_| format!("{uri}: bad port"))?;
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
     rest.to_socket_addrs()
         .map_err(|e| format!("{uri}: {e}"))?
         .next()
@@ -293,10 +306,10 @@ fn leader(
                 started.elapsed()
             );
             if program.is_empty() {
-                // No initial program: run until stopped.
+                // No initial program: run until stopped (a child that waits for the signal).
                 program_child = Some(
-                    Command::new("sleep")
-                        .arg("infinity")
+                    Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
+                        .args(["pause", "1000000"])
                         .spawn()
                         .map_err(|e| e.to_string())?,
                 );

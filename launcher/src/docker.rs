@@ -1,0 +1,391 @@
+//! The Docker launcher: N containers on a network made for the MiniCluster, each named and
+//! aliased `<name>-<i>` so brokers resolve each other as in Kubernetes. Our entrypoint, the
+//! cluster description and the certificate (0400) are copied into each container before it
+//! starts — never passed in an environment variable or on a command line. Labels find
+//! everything again for `down`, also after the CLI was killed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, UploadToContainerOptions,
+    WaitContainerOptions,
+};
+use futures::StreamExt;
+use minicluster_core::{CurveCert, DescribeOptions, MiniCluster, describe};
+
+use crate::error::{Error, Result};
+use crate::state::{self, Record};
+
+/// Label that marks everything a launch made, valued with the MiniCluster's name.
+pub const LABEL: &str = "flux-framework.org/minicluster";
+/// Directory in each container holding what we copy in.
+pub const INSIDE: &str = "/.minicluster";
+
+pub struct DockerLauncher {
+    pub docker: Docker,
+    pub root: PathBuf,
+    /// Our entrypoint binary, copied into every container.
+    pub entrypoint: PathBuf,
+    /// `flux` inside the image, when it is not on the image's PATH.
+    pub flux: Option<String>,
+}
+
+fn setup(what: &str, e: impl std::fmt::Display, fix: &str) -> Error {
+    Error::Setup {
+        what: what.into(),
+        reason: e.to_string(),
+        fix: fix.into(),
+    }
+}
+
+impl DockerLauncher {
+    /// Connects to the Docker Engine (`DOCKER_HOST`, else the local socket) and checks it answers.
+    pub async fn connect(root: PathBuf, entrypoint: PathBuf, flux: Option<String>) -> Result<Self> {
+        let where_ =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let docker = Docker::connect_with_local_defaults().map_err(|e| {
+            setup(
+                &format!("the Docker Engine at {where_}"),
+                e,
+                "start Docker, or set DOCKER_HOST",
+            )
+        })?;
+        docker.ping().await.map_err(|e| {
+            setup(
+                &format!("the Docker Engine at {where_}"),
+                e,
+                "start Docker, or set DOCKER_HOST",
+            )
+        })?;
+        Ok(DockerLauncher {
+            docker,
+            root,
+            entrypoint,
+            flux,
+        })
+    }
+
+    fn filter(name: &str) -> HashMap<String, Vec<String>> {
+        HashMap::from([("label".to_string(), vec![format!("{LABEL}={name}")])])
+    }
+
+    async fn containers(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(Self::filter(name)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| setup("listing containers", e, "check that Docker runs"))?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let id = c.id.unwrap_or_default();
+                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                (id, state)
+            })
+            .collect())
+    }
+
+    /// Creates the network and the containers, copies the files in and starts them.
+    pub async fn launch(&self, mc: &MiniCluster, image: &str) -> Result<Record> {
+        let name = mc.metadata.name.clone().unwrap_or_default();
+        if !self.containers(&name).await?.is_empty() {
+            return Err(Error::NameTaken {
+                name,
+                launcher: "docker".into(),
+            });
+        }
+        let mut d = describe(mc, &DescribeOptions::default())?;
+        // Containers on one network reach each other by name.
+        d.network.connect = "tcp://%h:%p".into();
+        let cert = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
+            Some(own) => CurveCert::parse(own)?,
+            None => CurveCert::generate(&d.hostname(0))?,
+        };
+        let archive = files_archive(&self.entrypoint, &d.to_json(), &cert.to_text())?;
+        let network = format!("mc-{name}");
+        let labels = HashMap::from([(LABEL.to_string(), name.clone())]);
+
+        let _ = std::fs::remove_dir_all(state::dir(&self.root, &name));
+        state::create_dir(&self.root, &name)?;
+        let mut record = Record {
+            name: name.clone(),
+            launcher: "docker".into(),
+            size: d.size,
+            persistent: mc.spec.interactive,
+            created: state::now(),
+            pids: Vec::new(),
+            flux_uri: None,
+            resources: vec![network.clone()],
+        };
+        record.save(&self.root)?;
+
+        let result = async {
+            self.docker
+                .create_network(NetworkCreateRequest {
+                    name: network.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| {
+                    setup(
+                        &format!("creating network {network}"),
+                        e,
+                        "remove a network of that name, or pick another --name",
+                    )
+                })?;
+            for rank in 0..d.size {
+                let host = d.hostname(rank);
+                let mut cmd = vec![
+                    format!("{INSIDE}/entrypoint"),
+                    "--description".into(),
+                    format!("{INSIDE}/description.json"),
+                    "--cert".into(),
+                    format!("{INSIDE}/curve.cert"),
+                    "--rank".into(),
+                    rank.to_string(),
+                ];
+                if let Some(f) = &self.flux {
+                    cmd.extend(["--flux".into(), f.clone()]);
+                }
+                let mut l = labels.clone();
+                l.insert(format!("{LABEL}.rank"), rank.to_string());
+                self.docker
+                    .create_container(
+                        Some(CreateContainerOptions {
+                            name: Some(host.clone()),
+                            ..Default::default()
+                        }),
+                        ContainerCreateBody {
+                            image: Some(image.into()),
+                            hostname: Some(host.clone()),
+                            entrypoint: Some(cmd),
+                            cmd: Some(Vec::new()),
+                            labels: Some(l),
+                            host_config: Some(HostConfig {
+                                network_mode: Some(network.clone()),
+                                init: Some(false),
+                                ..Default::default()
+                            }),
+                            networking_config: Some(NetworkingConfig {
+                                endpoints_config: Some(HashMap::from([(
+                                    network.clone(),
+                                    EndpointSettings {
+                                        aliases: Some(vec![host.clone()]),
+                                        ..Default::default()
+                                    },
+                                )])),
+                            }),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| {
+                        setup(
+                            &format!("creating container {host}"),
+                            e,
+                            "check that the image exists locally (docker images)",
+                        )
+                    })?;
+                self.docker
+                    .upload_to_container(
+                        &host,
+                        Some(UploadToContainerOptions {
+                            path: "/".into(),
+                            ..Default::default()
+                        }),
+                        bollard::body_full(archive.clone().into()),
+                    )
+                    .await
+                    .map_err(|e| {
+                        setup(
+                            &format!("copying files into {host}"),
+                            e,
+                            "use an image with a writable root filesystem",
+                        )
+                    })?;
+                record.resources.push(host);
+                record.save(&self.root)?;
+            }
+            // Workers first, rank 0 last: it finds the others already resolving.
+            for rank in (0..d.size).rev() {
+                let host = d.hostname(rank);
+                self.docker
+                    .start_container(&host, None::<StartContainerOptions>)
+                    .await
+                    .map_err(|e| {
+                        setup(&format!("starting {host}"), e, "see `docker logs` of it")
+                    })?;
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = self.down(&name).await;
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Streams rank 0's output to ours until it exits; returns its exit code.
+    pub async fn follow_rank0(&self, name: &str) -> Result<i32> {
+        let host = format!("{name}-0");
+        let mut logs = self.docker.logs(
+            &host,
+            Some(LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        while let Some(item) = logs.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&message);
+                }
+                Ok(other) => {
+                    use std::io::Write;
+                    let _ = std::io::stderr().write_all(&other.into_bytes());
+                }
+                Err(_) => break,
+            }
+        }
+        self.wait(&host).await
+    }
+
+    async fn wait(&self, container: &str) -> Result<i32> {
+        let mut w = self.docker.wait_container(
+            container,
+            Some(WaitContainerOptions {
+                condition: "not-running".into(),
+            }),
+        );
+        match w.next().await {
+            Some(Ok(r)) => Ok(i32::try_from(r.status_code).unwrap_or(1)),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => {
+                Ok(i32::try_from(code).unwrap_or(1))
+            }
+            Some(Err(e)) => Err(setup(
+                &format!("waiting for {container}"),
+                e,
+                "check that Docker runs",
+            )),
+            None => Ok(1),
+        }
+    }
+
+    /// Asks rank 0 to stop (SIGTERM, which shuts the instance down).
+    pub async fn stop(&self, name: &str) {
+        let _ = self
+            .docker
+            .kill_container(
+                &format!("{name}-0"),
+                Some(KillContainerOptions {
+                    signal: "SIGTERM".into(),
+                }),
+            )
+            .await;
+    }
+
+    /// Removes every container and the network of MiniCluster `name`; how many containers
+    /// were removed.
+    pub async fn down(&self, name: &str) -> Result<usize> {
+        let containers = self.containers(name).await?;
+        for (id, _) in &containers {
+            self.docker
+                .remove_container(
+                    id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .map_err(|e| setup(&format!("removing container {id}"), e, "docker rm -f it"))?;
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(Self::filter(name)),
+            }))
+            .await
+            .map_err(|e| setup("listing networks", e, "check that Docker runs"))?;
+        for n in networks {
+            if let Some(id) = n.id {
+                self.docker.remove_network(&id).await.map_err(|e| {
+                    setup(&format!("removing network {id}"), e, "docker network rm it")
+                })?;
+            }
+        }
+        let _ = std::fs::remove_dir_all(state::dir(&self.root, name));
+        Ok(containers.len())
+    }
+
+    /// Running containers of `name`, by rank order of creation.
+    pub async fn running(&self, name: &str) -> Result<usize> {
+        Ok(self
+            .containers(name)
+            .await?
+            .iter()
+            .filter(|(_, s)| s == "running")
+            .count())
+    }
+
+    /// Waits until the other ranks have left (they go with the instance), at most `grace`.
+    pub async fn wait_all_stopped(&self, name: &str, grace: Duration) {
+        let until = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < until {
+            if self.running(name).await.unwrap_or(0) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A tar of what each container gets: our entrypoint, the description and the certificate
+/// (owner-only), under [`INSIDE`].
+fn files_archive(entrypoint: &Path, description: &str, cert: &str) -> Result<Vec<u8>> {
+    let exe = std::fs::read(entrypoint).map_err(|e| {
+        setup(
+            &format!("reading {}", entrypoint.display()),
+            e,
+            "build it (cargo build -p minicluster-entrypoint) or pass --entrypoint PATH",
+        )
+    })?;
+    let mut b = tar::Builder::new(Vec::new());
+    let dir = INSIDE.trim_start_matches('/');
+    let mut add = |path: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(state::now());
+        h.set_cksum();
+        b.append_data(&mut h, format!("{dir}/{path}"), data)
+    };
+    add("entrypoint", &exe, 0o755)
+        .and_then(|_| add("description.json", description.as_bytes(), 0o444))
+        .and_then(|_| add("curve.cert", cert.as_bytes(), 0o400))
+        .map_err(|e| setup("packing files for the containers", e, "check free memory"))?;
+    b.into_inner()
+        .map_err(|e| setup("packing files for the containers", e, "check free memory"))
+}

@@ -1,0 +1,327 @@
+//! `minicluster run/up/down --launcher docker` against the Docker Engine, with an image built
+//! here from scratch (no registry): our entrypoint's and the `flux` stand-in's binaries and
+//! the libraries they load, imported with `docker import`. Nothing may be left behind:
+//! no container, network or volume — also after the CLI is SIGKILLed and `down` runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_minicluster")).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (cargo build --workspace)",
+        p.display()
+    );
+    p
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker command")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// An image holding the stand-in as `flux`, and the libraries both binaries load.
+struct Image {
+    tag: String,
+}
+
+impl Image {
+    fn build() -> Image {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let bins = root.join("usr/local/bin");
+        std::fs::create_dir_all(&bins).unwrap();
+        std::fs::copy(bin("flux-standin"), bins.join("flux-standin")).unwrap();
+        std::os::unix::fs::symlink("flux-standin", bins.join("flux")).unwrap();
+        for b in [bin("entrypoint"), bin("flux-standin")] {
+            let ldd = Command::new("ldd").arg(&b).output().unwrap();
+            for lib in text(&ldd.stdout)
+                .split_whitespace()
+                .filter(|w| w.starts_with('/'))
+            {
+                let dest = root.join(lib.trim_start_matches('/'));
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::copy(lib, &dest).unwrap();
+            }
+        }
+        let tag = format!("minicluster-test-{}:standin", std::process::id());
+        let archive = root.with_extension("tar");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(root)
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let out = Command::new("docker")
+            .args([
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            ])
+            .arg(&archive)
+            .arg(&tag)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&archive);
+        assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+        Image { tag }
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.tag]);
+    }
+}
+
+fn minicluster(state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_minicluster"));
+    c.args(args)
+        .env("MINICLUSTER_STATE_DIR", state)
+        .env("MINICLUSTER_ENTRYPOINT", bin("entrypoint"));
+    c
+}
+
+/// No container and no network carries the MiniCluster's label.
+fn assert_nothing_left(name: &str) {
+    let label = format!("label=flux-framework.org/minicluster={name}");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = text(&docker(&["ps", "-aq", "--filter", &label]).stdout);
+        let n = text(&docker(&["network", "ls", "-q", "--filter", &label]).stdout);
+        let v = text(&docker(&["volume", "ls", "-q", "--filter", &label]).stdout);
+        if c.trim().is_empty() && n.trim().is_empty() && v.trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "left behind: containers {c:?}, networks {n:?}, volumes {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn docker_present() -> bool {
+    let ok = docker(&["version"]).status.success();
+    if !ok {
+        eprintln!("SKIP: no Docker Engine answers here; the docker launcher tests did not run");
+    }
+    ok
+}
+
+#[test]
+fn four_containers_run_a_command_return_its_code_and_leave_nothing() {
+    if !docker_present() {
+        return;
+    }
+    let image = Image::build();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("dk{}", std::process::id());
+    let out = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "4",
+            "--name",
+            &name,
+            "--",
+            "flux-standin",
+            "--version",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("flux-standin").count(),
+        4,
+        "{}",
+        text(&out.stdout)
+    );
+    // Every worker joined rank 0 by its name on the network.
+    assert!(
+        text(&out.stderr).contains("quorum reached (4 of 4)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_nothing_left(&name);
+
+    // A failing command's code comes back (the entrypoint's usage error is 2).
+    let out = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "2",
+            "--name",
+            &name,
+            "--",
+            "/.minicluster/entrypoint",
+            "--no-such-flag",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn down_removes_everything_after_the_cli_is_killed() {
+    if !docker_present() {
+        return;
+    }
+    let image = Image::build();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("dkill{}", std::process::id());
+    let mut cli = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "4",
+            "--name",
+            &name,
+            "--",
+            "flux",
+            "pause",
+            "600",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let label = format!("label=flux-framework.org/minicluster={name}");
+    let until = Instant::now() + Duration::from_secs(60);
+    while text(&docker(&["ps", "-q", "--filter", &label]).stdout)
+        .lines()
+        .count()
+        < 4
+    {
+        assert!(Instant::now() < until, "the containers never all ran");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cli.kill().unwrap(); // SIGKILL
+    cli.wait().unwrap();
+    assert_eq!(
+        text(&docker(&["ps", "-q", "--filter", &label]).stdout)
+            .lines()
+            .count(),
+        4
+    );
+    let out = minicluster(state.path(), &["down", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
+    if !docker_present() {
+        return;
+    }
+    let image = Image::build();
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("dup{}", std::process::id());
+    let out = minicluster(
+        state.path(),
+        &[
+            "up",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "2",
+            "--name",
+            &name,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = minicluster(
+        state.path(),
+        &[
+            "up",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "2",
+            "--name",
+            &name,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again.stderr).contains("already running"),
+        "{}",
+        text(&again.stderr)
+    );
+    let out = minicluster(state.path(), &["down", &name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_nothing_left(&name);
+
+    let missing = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            "no-such-image:never",
+            "--size",
+            "2",
+            "--name",
+            &name,
+            "--",
+            "true",
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("no-such-image") || err.contains("docker images"),
+        "{err}"
+    );
+    assert_nothing_left(&name);
+}
