@@ -174,6 +174,12 @@ pub struct LaunchArgs {
     /// The entrypoint binary (default: beside minicluster, else on PATH).
     #[arg(long, env = "MINICLUSTER_ENTRYPOINT", value_name = "PATH")]
     pub entrypoint: Option<PathBuf>,
+    /// Namespace (kubernetes; default: the kubeconfig's).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Apply the Secret, ConfigMap, Service and Job directly, with no operator (kubernetes).
+    #[arg(long)]
+    pub no_operator: bool,
     /// No progress messages.
     #[arg(short, long)]
     pub quiet: bool,

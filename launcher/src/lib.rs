@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod error;
+pub mod kubernetes;
 pub mod process;
 pub mod request;
 pub mod state;

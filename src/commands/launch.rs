@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use minicluster_launcher::docker::DockerLauncher;
+use minicluster_launcher::kubernetes::KubernetesLauncher;
 use minicluster_launcher::process::{ProcessLauncher, alive_ranks};
 use minicluster_launcher::request::Request;
 use minicluster_launcher::state::{self, Record};
@@ -13,11 +14,6 @@ use minicluster_launcher::state::{self, Record};
 use crate::cli::{DownArgs, LaunchArgs, LogsArgs, StatusArgs, Transport};
 
 fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
-    if args.launcher == Transport::Kubernetes {
-        bail!(
-            "the kubernetes launcher is not available in this build yet (fix: apply the MiniCluster with kubectl for the operator, or use --launcher process|docker)"
-        );
-    }
     Ok(ProcessLauncher {
         root: state::root(),
         entrypoint: find_entrypoint(args.entrypoint.clone())?,
@@ -112,10 +108,49 @@ fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
     })
 }
 
+async fn kubernetes(args: &LaunchArgs) -> anyhow::Result<KubernetesLauncher> {
+    let client = kube::Client::try_default().await.map_err(|_| {
+        anyhow::anyhow!(
+            "cannot find a Kubernetes cluster: not in a pod and no usable kubeconfig (fix: point KUBECONFIG at one, or use --launcher process|docker)"
+        )
+    })?;
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    Ok(KubernetesLauncher {
+        client,
+        namespace,
+        no_operator: args.no_operator,
+        build: minicluster_operator::build::BuildOptions::default(),
+        poll: Duration::from_secs(1),
+    })
+}
+
+/// The Kubernetes transport of `run`: apply, follow rank 0, delete.
+fn run_kubernetes(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
+    let mc = request(args, command, false).minicluster()?;
+    let name = mc.metadata.name.clone().unwrap_or_default();
+    let progress = say(args.quiet);
+    runtime()?.block_on(async {
+        let l = kubernetes(args).await?;
+        progress(&format!("applying MiniCluster {name} in namespace {}", l.namespace));
+        l.launch(&mc).await?;
+        let code = tokio::select! {
+            code = l.follow_rank0(&name, Duration::from_secs(600)) => code.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Ok(130),
+        };
+        l.down(&name).await?;
+        code
+    })
+}
+
 /// Ephemeral: launch, stream rank 0's output, exit with the command's code, leave nothing.
 pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
-    if args.launcher == Transport::Docker {
-        return run_docker(args, command);
+    match args.launcher {
+        Transport::Docker => return run_docker(args, command),
+        Transport::Kubernetes => return run_kubernetes(args, command),
+        Transport::Process => {}
     }
     let l = launcher(args)?;
     let mc = request(args, command, false).minicluster()?;
@@ -155,6 +190,23 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
             );
             println!("  minicluster down {}", record.name);
         }
+        return Ok(0);
+    }
+    if args.launcher == Transport::Kubernetes {
+        let mc = request(args, Vec::new(), true).minicluster()?;
+        let ns = runtime()?.block_on(async {
+            let l = kubernetes(args).await?;
+            l.launch(&mc).await?;
+            anyhow::Ok(l.namespace)
+        })?;
+        let name = mc.metadata.name.clone().unwrap_or_default();
+        println!("MiniCluster {name} applied in namespace {ns}");
+        println!("  kubectl get mc {name} -n {ns}");
+        println!(
+            "  kubectl exec -it -n {ns} job/{name} -- flux run -N{} hostname",
+            mc.spec.size
+        );
+        println!("  kubectl delete mc {name} -n {ns}");
         return Ok(0);
     }
     let l = launcher(args)?;
