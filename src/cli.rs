@@ -75,6 +75,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Print a broker's log (rank 0 by default); -f follows it.
     Logs(LogsArgs),
+    /// Print shell completions: `minicluster completions bash > /etc/bash_completion.d/minicluster`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Write the operator's manifests (CRD, RBAC, Deployment), as committed under deploy/.
     ///
     /// Example: minicluster manifests --out deploy && kubectl apply -f deploy/

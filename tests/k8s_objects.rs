@@ -34,7 +34,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for p in entries {
         if p.is_dir() {
             yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+            // Kubernetes documents only (not, say, a CI workflow among the examples).
+            && std::fs::read_to_string(&p).is_ok_and(|t| t.contains("apiVersion:"))
+        {
             out.push(p);
         }
     }

@@ -20,6 +20,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 fn run_other(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Render(args) => render::run(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = crate::cli::Cli::command();
+            clap_complete::generate(shell, &mut cmd, "minicluster", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Crd => {
             print!("{}", minicluster_core::spec::crd_yaml());
             Ok(())
