@@ -219,6 +219,9 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
         return Err(e.into());
     }
     let record = running.detach();
+    if let Some(uri) = &record.flux_uri {
+        report_joined(uri, record.size, &progress);
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -311,6 +314,51 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// Asks rank 0 (over Flux's own protocol) how many brokers are online, reporting as the
+/// count grows, until all have joined (at most a minute). A rank 0 that does not speak Flux
+/// (the test stand-in) is left alone.
+fn report_joined(uri: &str, size: u32, progress: &impl Fn(&str)) {
+    let Ok(rt) = runtime() else { return };
+    rt.block_on(async {
+        let opts = flux_client::ClientOptions {
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let flux = match flux_client::Client::connect_with(uri, opts).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!("not counting joined brokers: {e}");
+                return;
+            }
+        };
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut last = usize::MAX;
+        while tokio::time::Instant::now() < until {
+            let online = match flux.resource_status().await.and_then(|s| s.online_ranks()) {
+                Ok(o) => o,
+                // The resource service comes up a moment after the socket.
+                Err(flux_client::Error::Remote { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!("not counting joined brokers: {e}");
+                    return;
+                }
+            };
+            if online.len() != last {
+                last = online.len();
+                progress(&format!("{last}/{size} brokers joined"));
+            }
+            if last >= size as usize {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }
 
 /// Running containers of a Docker launch (0 when Docker cannot be reached).
