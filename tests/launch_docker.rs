@@ -85,6 +85,23 @@ impl Drop for Image {
     }
 }
 
+/// Removes what a test launched even when it fails half-way.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let label = format!("label=flux-framework.org/minicluster={}", self.0);
+        let ids = text(&docker(&["ps", "-aq", "--filter", &label]).stdout);
+        for id in ids.split_whitespace() {
+            let _ = docker(&["rm", "-f", id]);
+        }
+        let nets = text(&docker(&["network", "ls", "-q", "--filter", &label]).stdout);
+        for id in nets.split_whitespace() {
+            let _ = docker(&["network", "rm", id]);
+        }
+    }
+}
+
 fn minicluster(state: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_minicluster"));
     c.args(args)
@@ -128,6 +145,7 @@ fn four_containers_run_a_command_return_its_code_and_leave_nothing() {
     let image = Image::build();
     let state = tempfile::tempdir().unwrap();
     let name = format!("dk{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
     let out = minicluster(
         state.path(),
         &[
@@ -194,6 +212,7 @@ fn down_removes_everything_after_the_cli_is_killed() {
     let image = Image::build();
     let state = tempfile::tempdir().unwrap();
     let name = format!("dkill{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
     let mut cli = minicluster(
         state.path(),
         &[
@@ -249,6 +268,7 @@ fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
     let image = Image::build();
     let state = tempfile::tempdir().unwrap();
     let name = format!("dup{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
     let out = minicluster(
         state.path(),
         &[
@@ -266,6 +286,28 @@ fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // `up` returns once the containers start; their first lines follow shortly.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = minicluster(state.path(), &["logs", &name, "--rank", "1"])
+            .output()
+            .unwrap();
+        assert!(logs.status.success(), "{}", text(&logs.stderr));
+        if text(&logs.stderr).contains("flux-standin: rank 1 joined rank 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "rank 1 never joined: {}",
+            text(&logs.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = minicluster(state.path(), &["status", &name, "--json"])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(rows[0]["running"], 2, "{rows}");
     let again = minicluster(
         state.path(),
         &[

@@ -250,3 +250,54 @@ fn bad_requests_get_one_clear_line_and_start_nothing() {
     );
     env.assert_nothing_left();
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_leaves_nothing() {
+    let env = Env::new(bin("flux-standin"));
+    let standin = bin("flux-standin");
+    let cli = env
+        .cmd(&[
+            "run",
+            "--size",
+            "3",
+            "--name",
+            "interrupted",
+            "--",
+            standin.to_str().unwrap(),
+            "pause",
+            "600",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = env.out(&["status", "interrupted", "--json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if rows[0]["running"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < until, "the brokers never all ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let t = Instant::now();
+    // What Ctrl-C sends.
+    let sent = Command::new("kill")
+        .args(["-INT", &cli.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = cli.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        text(&out.stderr).contains("stopping: SIGTERM to rank 0"),
+        "{}",
+        text(&out.stderr)
+    );
+    env.assert_nothing_left();
+}

@@ -90,6 +90,8 @@ pub fn run(
             tracing::info!(pid = pid.as_raw(), start = starts, "broker started again");
         }
         let (code, stopping) = wait_for(pid, &mut signals, policy);
+        // Whatever the broker left in its process group (a job's orphans) goes with it.
+        let _ = killpg(pid, Signal::SIGKILL);
         if restart == Restart::OnFailure && code != 0 && !stopping && stop.requested().is_none() {
             let delay = crate::wait::backoff(starts.min(6));
             tracing::warn!(

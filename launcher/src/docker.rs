@@ -268,6 +268,39 @@ impl DockerLauncher {
         self.wait(&host).await
     }
 
+    /// Copies a broker's output to ours (`follow` keeps going until it stops).
+    pub async fn logs(&self, name: &str, rank: u32, follow: bool) -> Result<()> {
+        use std::io::Write;
+        let host = format!("{name}-{rank}");
+        let mut logs = self.docker.logs(
+            &host,
+            Some(LogsOptions {
+                follow,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        while let Some(item) = logs.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    let _ = std::io::stderr().write_all(&message);
+                }
+                Ok(other) => {
+                    let _ = std::io::stdout().write_all(&other.into_bytes());
+                }
+                Err(e) => {
+                    return Err(setup(
+                        &format!("reading the log of {host}"),
+                        e,
+                        "check that it exists (minicluster status)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn wait(&self, container: &str) -> Result<i32> {
         let mut w = self.docker.wait_container(
             container,

@@ -387,6 +387,13 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
             record.size - 1
         );
     }
+    if record.launcher == "docker" {
+        runtime()?.block_on(async {
+            let l = DockerLauncher::connect(root.clone(), PathBuf::new(), None).await?;
+            l.logs(&record.name, args.rank, args.follow).await
+        })?;
+        return Ok(0);
+    }
     let path = state::dir(&root, &record.name).join(format!("rank-{}.log", args.rank));
     let mut f =
         std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
