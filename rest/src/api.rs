@@ -1,0 +1,769 @@
+//! The flux-restful-api routes under `/v1`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flux_client::JobId;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Principal;
+use crate::error::{RestError, Result};
+use crate::jobs::{self, Capacity};
+use crate::server::{ApiUser, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/auth", get(auth_info))
+        .route("/v1/token", post(token))
+        .route("/v1/login/access-token", post(login_access_token))
+        .route("/v1/service/stop", post(service_stop))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/search", get(search_jobs))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/jobs/submit", post(submit_job))
+        .route("/v1/jobs/{jobid}", get(get_job))
+        .route("/v1/jobs/{jobid}/cancel", post(cancel_job))
+        .route("/v1/jobs/{jobid}/output", get(job_output))
+        .route("/v1/jobs/{jobid}/output/stream", get(job_output_stream))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shapes (also the OpenAPI schemas)
+
+/// An error or refusal: `{"detail": "..."}`.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct Detail {
+    pub detail: String,
+}
+
+/// How to authenticate against this server.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct AuthInfo {
+    /// `none`, `database` or `shared-secret`.
+    pub backend: String,
+    pub password_login: bool,
+    pub shared_secret_handshake: bool,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+}
+
+/// OAuth2 password form.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginForm {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub grant_type: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct NodesResponse {
+    /// Hostnames of the nodes that are up.
+    pub nodes: Vec<String>,
+}
+
+/// A job submitted: `{"Message": "Job submit.", "id": 123}`; launchers answer `"id": "MANY"`.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct SubmitResponse {
+    pub Message: String,
+    #[schema(value_type = Object)]
+    pub id: Value,
+}
+
+/// A refused submission, with every problem.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct InvalidSubmit {
+    pub Message: String,
+    #[serde(default)]
+    pub Errors: Vec<String>,
+    #[serde(default)]
+    pub Error: Option<String>,
+}
+
+/// The answer to a cancel request.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct CancelResponse {
+    pub Message: String,
+    pub id: String,
+}
+
+/// Output so far: `{"Output": [...]}`, or `{"Message": ...}` when there is none yet.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct OutputResponse {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub Output: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub Message: Option<String>,
+}
+
+/// A job's details: job-list's attributes, with `state` and `result` as names and
+/// `returncode`, `runtime` and `exception` derived.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct JobDetails {
+    pub id: u64,
+    pub state: String,
+    #[schema(value_type = Object)]
+    pub result: Value,
+    #[schema(value_type = Object)]
+    pub returncode: Value,
+    pub runtime: f64,
+    #[schema(value_type = Object)]
+    pub exception: Value,
+    /// Every other job-list attribute (name, userid, ntasks, nodelist, t_submit, …).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub other: Map<String, Value>,
+}
+
+/// `GET /v1/jobs`: `{"jobs": [...]}` (job-list entries); with `details` a map of id to
+/// [`JobDetails`], with `details` and `listing` a list of them.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct JobsResponse {
+    #[schema(value_type = Vec<Object>)]
+    pub jobs: Vec<Value>,
+}
+
+/// The jobs table's data (DataTables server-side protocol).
+#[derive(Serialize, Deserialize, ToSchema)]
+#[allow(non_snake_case)]
+pub struct SearchResponse {
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<Value>,
+    pub draw: i64,
+    pub recordsTotal: usize,
+    pub recordsFiltered: usize,
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct JobsQuery {
+    /// Every job's details instead of the job-list entries (`detail` is taken too).
+    details: Option<bool>,
+    /// At most this many jobs.
+    limit: Option<u64>,
+    /// With details: a list instead of a map by id.
+    listing: Option<bool>,
+}
+
+/// Query of `GET /v1/jobs/search`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SearchQuery {
+    /// Skip this many matching jobs.
+    start: Option<u64>,
+    /// Return at most this many.
+    length: Option<u64>,
+    /// Echoed back (DataTables request counter).
+    draw: Option<i64>,
+    /// Only jobs with a value containing this text (`search[value]` and `query` work too).
+    search: Option<String>,
+}
+
+/// Query of `POST /v1/jobs/submit`. The JSON body, when given, is the `envars` map; a body
+/// holding `command` is the whole request (clients before flux-restful 0.2.1).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct SubmitQuery {
+    /// The command, split like a shell would (or a JSON list of words in the body form).
+    command: String,
+    #[param(minimum = 1)]
+    num_tasks: Option<i64>,
+    #[param(minimum = 1)]
+    cores_per_task: Option<i64>,
+    #[param(minimum = 1)]
+    gpus_per_task: Option<i64>,
+    #[param(minimum = 1)]
+    num_nodes: Option<i64>,
+    exclusive: Option<bool>,
+    /// Shell options as `name=value,name2=value2` (no `-o`).
+    option_flags: Option<String>,
+    /// Working directory of the job.
+    workdir: Option<String>,
+    /// Time limit in seconds (0: none).
+    #[param(minimum = 0)]
+    runtime: Option<i64>,
+    /// Start the command (nextflow or snakemake) on the server instead of as a job.
+    is_launcher: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Decode a query string strictly: invalid percent-encoded UTF-8 is refused, not replaced.
+pub fn parse_query(raw: Option<&str>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.push((decode_component(k)?, decode_component(v)?));
+    }
+    Ok(out)
+}
+
+fn decode_component(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| {
+        RestError::BadRequest(
+            "The query string is not valid UTF-8: percent-encode UTF-8 text only".into(),
+        )
+    })
+}
+
+fn flag(q: &[(String, String)], names: &[&str]) -> bool {
+    q.iter().any(|(k, v)| {
+        names.contains(&k.as_str())
+            && matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+    })
+}
+
+fn int_arg(q: &[(String, String)], names: &[&str]) -> Option<u64> {
+    q.iter()
+        .find(|(k, _)| names.contains(&k.as_str()))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        .filter(|n| *n > 0)
+}
+
+pub fn parse_jobid(s: &str) -> Result<JobId> {
+    JobId::parse(s).map_err(|_| RestError::InvalidJobId(s.to_string()))
+}
+
+/// Refuse a caller who may not act on this job: anonymous callers (auth `none`) and
+/// superusers may act on every job, others only on the jobs they submitted through us.
+pub async fn ensure_access(state: &AppState, user: &Option<Principal>, id: JobId) -> Result<()> {
+    let Some(who) = user else { return Ok(()) };
+    if who.superuser {
+        return Ok(());
+    }
+    let Some(spec) = state.backend.jobspec(id).await? else {
+        return Ok(());
+    };
+    if jobs::owner_of(&spec) == Some(who.name.as_str()) {
+        Ok(())
+    } else {
+        Err(RestError::Forbidden(format!(
+            "{} does not own job {}",
+            who.name,
+            id.f58()
+        )))
+    }
+}
+
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| RestError::TooLarge { limit })
+}
+
+/// The jobs of the instance as details, newest first.
+pub async fn detailed_jobs(
+    state: &AppState,
+    limit: Option<u64>,
+) -> Result<Vec<Map<String, Value>>> {
+    let raw = state
+        .backend
+        .list(limit.unwrap_or(0).min(1 << 20) as usize)
+        .await?;
+    let now = jobs::now();
+    Ok(raw.iter().map(|j| jobs::job_row(j, now)).collect())
+}
+
+async fn capacity(state: &AppState) -> Result<Capacity> {
+    let r = state.backend.resources().await?;
+    Ok(Capacity {
+        nodes: r.nodes.len() as u64,
+        gpus: if state.config.assume_gpus {
+            r.gpus.max(1)
+        } else {
+            r.gpus
+        },
+    })
+}
+
+/// Parse, check and submit (or launch) a request; shared by the API and the web form.
+pub async fn submit_params(
+    state: &AppState,
+    user: &Option<Principal>,
+    params: Map<String, Value>,
+) -> Result<SubmitResponse> {
+    let key = user
+        .as_ref()
+        .map(|p| p.name.as_str())
+        .unwrap_or("anonymous");
+    if !jobs::has_command(&params) {
+        return Err(RestError::MissingCommand);
+    }
+    let cap = capacity(state).await?;
+    let sub = jobs::parse_submission(&params, cap)?;
+    state.limiter.check(key)?;
+    let env = jobs::job_environment(std::env::vars(), &state.config.env_passthrough, &sub.envars);
+    if sub.is_launcher {
+        return launch(state, &sub, env);
+    }
+    let spec = jobs::jobspec(
+        &sub,
+        env,
+        user.as_ref().map(|p| p.name.as_str()),
+        &state.config.default_cwd,
+    )?;
+    let id = state.backend.submit(&spec).await?;
+    tracing::info!(job = %id.f58(), user = key, "submitted");
+    Ok(SubmitResponse {
+        Message: "Job submit.".into(),
+        id: json!(id.as_u64()),
+    })
+}
+
+fn launch(
+    state: &AppState,
+    sub: &jobs::Submission,
+    mut env: BTreeMap<String, String>,
+) -> Result<SubmitResponse> {
+    let prog = &sub.command[0];
+    if !state.config.launchers.iter().any(|l| l == prog) {
+        return Err(RestError::InvalidSubmit(vec![format!(
+            "{prog} is not a known launcher; known are: {}",
+            state.config.launchers.join(", ")
+        )]));
+    }
+    if let Ok(uri) = std::env::var("FLUX_URI") {
+        env.insert("FLUX_URI".into(), uri);
+    }
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(&sub.command[1..])
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null());
+    if let Some(w) = &sub.workdir {
+        cmd.current_dir(w);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| RestError::SubmitFailed(format!("cannot start launcher {prog}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(SubmitResponse {
+        Message: "Job submit, see jobs table for spawned jobs.".into(),
+        id: json!("MANY"),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/// How to authenticate against this server (public).
+#[utoipa::path(get, path = "/v1/auth", tag = "auth",
+    responses((status = 200, description = "The auth backend and which logins it offers", body = AuthInfo)))]
+pub async fn auth_info(State(state): State<AppState>) -> Json<AuthInfo> {
+    Json(AuthInfo {
+        backend: state.auth.kind.name().into(),
+        password_login: state.auth.supports_password(),
+        shared_secret_handshake: state.auth.handshake_enabled(),
+    })
+}
+
+/// The shared-secret handshake: the Authorization header carries a HS256 JWT with `user`,
+/// `pass` and `scope: "token"`, signed with the shared secret key.
+#[utoipa::path(post, path = "/v1/token", tag = "auth",
+    params(("Authorization" = Option<String>, Header, description = "Bearer <JWT signed with the shared secret>")),
+    responses(
+        (status = 200, description = "An access token", body = TokenResponse),
+        (status = 400, description = "Refused: bad credentials, or no handshake on this server", body = Detail)))]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<TokenResponse>> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let auth = state.auth.clone();
+    let who = tokio::task::spawn_blocking(move || auth.handshake(header.as_deref()))
+        .await
+        .map_err(|e| RestError::Config(format!("login task failed: {e}")))??;
+    tracing::info!(user = %who.name, "token issued (handshake)");
+    Ok(Json(TokenResponse {
+        access_token: state.auth.issue_token(&who)?,
+        token_type: "Bearer".into(),
+    }))
+}
+
+/// OAuth2 password login: post `username` and `password` as a form.
+#[utoipa::path(post, path = "/v1/login/access-token", tag = "auth",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "An access token", body = TokenResponse),
+        (status = 400, description = "Wrong user or password, or no password login here", body = Detail),
+        (status = 413, description = "Body too large", body = Detail)))]
+pub async fn login_access_token(
+    State(state): State<AppState>,
+    body: Body,
+) -> Result<Json<TokenResponse>> {
+    if !state.auth.supports_password() {
+        return Err(RestError::LoginRefused(format!(
+            "The {} auth backend does not support password login.",
+            state.auth.kind.name()
+        )));
+    }
+    let bytes = read_body(body, state.config.max_body).await?;
+    let form: LoginForm = serde_urlencoded::from_bytes(&bytes).map_err(|_| {
+        RestError::BadRequest(
+            "Post the login as a form (application/x-www-form-urlencoded) with username and password"
+                .into(),
+        )
+    })?;
+    let who = state
+        .authenticate(form.username, form.password)
+        .await
+        .ok_or_else(|| RestError::LoginRefused("Incorrect user or password".into()))?;
+    tracing::info!(user = %who.name, "token issued (password login)");
+    Ok(Json(TokenResponse {
+        access_token: state.auth.issue_token(&who)?,
+        token_type: "Bearer".into(),
+    }))
+}
+
+/// Stop the server (superusers only); with it, the MiniCluster's instance ends.
+#[utoipa::path(post, path = "/v1/service/stop", tag = "service",
+    responses(
+        (status = 200, description = "Stopping", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 403, description = "Not a superuser", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn service_stop(State(state): State<AppState>, user: ApiUser) -> Result<Json<Detail>> {
+    let Some(who) = user.0 else {
+        return Err(RestError::Forbidden(
+            "This action requires a superuser, but the auth backend is 'none'.".into(),
+        ));
+    };
+    if !who.superuser {
+        return Err(RestError::Forbidden(
+            "The user doesn't have enough privileges".into(),
+        ));
+    }
+    tracing::info!(user = %who.name, "service stop requested");
+    state.request_shutdown();
+    Ok(Json(Detail {
+        detail: "Service stopping.".into(),
+    }))
+}
+
+/// List jobs.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
+    responses(
+        (status = 200, description = "`{\"jobs\": [...]}`, or with details a map (or list) of job details", body = JobsResponse),
+        (status = 400, description = "Bad query", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    let q = parse_query(q.as_deref())?;
+    let limit = int_arg(&q, &["limit"]);
+    if !flag(&q, &["details", "detail"]) {
+        let raw = state
+            .backend
+            .list(limit.unwrap_or(1000).min(1 << 20) as usize)
+            .await?;
+        return Ok(Json(json!({ "jobs": raw })).into_response());
+    }
+    let jobs = detailed_jobs(&state, limit).await?;
+    if flag(&q, &["listing"]) {
+        return Ok(
+            Json(Value::Array(jobs.into_iter().map(Value::Object).collect())).into_response(),
+        );
+    }
+    let map: Map<String, Value> = jobs
+        .into_iter()
+        .map(|j| (j["id"].to_string(), Value::Object(j)))
+        .collect();
+    Ok(Json(Value::Object(map)).into_response())
+}
+
+/// Jobs for a table: filtered by a search text, then a window of them.
+#[utoipa::path(get, path = "/v1/jobs/search", tag = "jobs", params(SearchQuery),
+    responses(
+        (status = 200, description = "The window of matching jobs", body = SearchResponse),
+        (status = 400, description = "Bad query", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn search_jobs(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(q): RawQuery,
+) -> Result<Json<SearchResponse>> {
+    let q = parse_query(q.as_deref())?;
+    let get = |names: &[&str]| {
+        q.iter()
+            .find(|(k, _)| names.contains(&k.as_str()))
+            .map(|(_, v)| v.clone())
+    };
+    let all = detailed_jobs(&state, None).await?;
+    let total = all.len();
+    let mut jobs: Vec<_> =
+        match get(&["search[value]", "search", "query"]).filter(|s| !s.is_empty()) {
+            Some(text) => all
+                .into_iter()
+                .filter(|j| jobs::matches_search(j, &text))
+                .collect(),
+            None => all,
+        };
+    if let Some(start) = int_arg(&q, &["start"]) {
+        jobs = jobs.into_iter().skip(start as usize).collect();
+    }
+    if let Some(length) = int_arg(&q, &["length"]) {
+        jobs.truncate(length as usize);
+    }
+    let draw = get(&["draw"])
+        .and_then(|d| d.trim().parse::<i64>().ok())
+        .unwrap_or(1);
+    Ok(Json(SearchResponse {
+        recordsFiltered: jobs.len(),
+        data: jobs.into_iter().map(Value::Object).collect(),
+        draw,
+        recordsTotal: total,
+    }))
+}
+
+/// The nodes of the instance that are up.
+#[utoipa::path(get, path = "/v1/nodes", tag = "jobs",
+    responses(
+        (status = 200, description = "Hostnames", body = NodesResponse),
+        (status = 401, description = "Not authenticated", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn list_nodes(
+    State(state): State<AppState>,
+    _user: ApiUser,
+) -> Result<Json<NodesResponse>> {
+    Ok(Json(NodesResponse {
+        nodes: state.backend.resources().await?.nodes,
+    }))
+}
+
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs/submit", tag = "jobs", params(SubmitQuery),
+    request_body(content = Option<BTreeMap<String, String>>, description = "The job's environment variables (envars)", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Submitted", body = SubmitResponse),
+        (status = 400, description = "Invalid submission: `{\"Message\": \"Invalid submit request\", \"Errors\": [...]}`", body = InvalidSubmit),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 413, description = "Body too large", body = Detail),
+        (status = 429, description = "Too many submissions from this user", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn submit_job(
+    State(state): State<AppState>,
+    user: ApiUser,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Result<Json<SubmitResponse>> {
+    let mut params: Map<String, Value> = parse_query(q.as_deref())?
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let bytes = read_body(body, state.config.max_body).await?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            RestError::BadRequest(format!(
+                "The request body is not valid JSON ({e}): send the environment as a JSON object, or the whole request as one"
+            ))
+        })?;
+        match v {
+            Value::Object(m) if m.contains_key("command") && !params.contains_key("command") => {
+                // The whole request as a body (clients before 0.2.1, and 0.2.1's retry).
+                for (k, v) in m {
+                    params.insert(k, v);
+                }
+            }
+            Value::Null => {}
+            other => {
+                params.insert("envars".into(), other);
+            }
+        }
+    }
+    Ok(Json(submit_params(&state, &user.0, params).await?))
+}
+
+/// A job's details.
+#[utoipa::path(get, path = "/v1/jobs/{jobid}", tag = "jobs",
+    params(("jobid" = String, Path, description = "Job id in any form Flux prints (ƒ…, f…, decimal, 0x…)")),
+    responses(
+        (status = 200, description = "The job", body = JobDetails),
+        (status = 400, description = "Not a job id", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 403, description = "Another user's job", body = Detail),
+        (status = 404, description = "No such job", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(jobid): Path<String>,
+) -> Result<Json<Map<String, Value>>> {
+    let id = parse_jobid(&jobid)?;
+    ensure_access(&state, &user.0, id).await?;
+    let raw = state
+        .backend
+        .job(id)
+        .await?
+        .ok_or(RestError::JobNotFound(jobid))?;
+    Ok(Json(jobs::job_details(&raw, jobs::now())))
+}
+
+/// Cancel a job.
+#[utoipa::path(post, path = "/v1/jobs/{jobid}/cancel", tag = "jobs",
+    params(("jobid" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Cancel requested", body = CancelResponse),
+        (status = 400, description = "Not a job id, or Flux refused (e.g. the job has ended)", body = CancelResponse),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 403, description = "Another user's job", body = Detail),
+        (status = 404, description = "No such job", body = CancelResponse)),
+    security(("bearer" = [])))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(jobid): Path<String>,
+) -> Result<Response> {
+    let id = parse_jobid(&jobid)?;
+    ensure_access(&state, &user.0, id).await?;
+    let (status, message) = match state.backend.cancel(id).await {
+        Ok(()) => {
+            tracing::info!(job = %id.f58(), user = user.key(), "cancel requested");
+            (StatusCode::OK, "Job is requested to cancel.".to_string())
+        }
+        Err(RestError::JobNotFound(_)) => (
+            StatusCode::NOT_FOUND,
+            "Job cannot be cancelled: unknown job id.".to_string(),
+        ),
+        Err(RestError::BadRequest(m)) => (
+            StatusCode::BAD_REQUEST,
+            format!("Job cannot be cancelled: {m}."),
+        ),
+        Err(other) => return Err(other),
+    };
+    Ok((
+        status,
+        Json(CancelResponse {
+            Message: message,
+            id: jobid,
+        }),
+    )
+        .into_response())
+}
+
+/// The output a job has produced so far (never waits for the job).
+#[utoipa::path(get, path = "/v1/jobs/{jobid}/output", tag = "jobs",
+    params(("jobid" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "`{\"Output\": [...]}`, or a Message when there is none yet", body = OutputResponse),
+        (status = 400, description = "Not a job id", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 403, description = "Another user's job", body = Detail),
+        (status = 404, description = "No such job", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn job_output(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(jobid): Path<String>,
+) -> Result<Json<OutputResponse>> {
+    let id = parse_jobid(&jobid)?;
+    ensure_access(&state, &user.0, id).await?;
+    let lines = state.backend.output(id).await?;
+    if !lines.is_empty() {
+        return Ok(Json(OutputResponse {
+            Output: Some(lines),
+            Message: None,
+        }));
+    }
+    if state.backend.job(id).await?.is_none() {
+        return Err(RestError::JobNotFound(jobid));
+    }
+    Ok(Json(OutputResponse {
+        Output: None,
+        Message: Some("The output does not exist yet, or the jobid is incorrect.".into()),
+    }))
+}
+
+/// Stream the job's output as it is produced, until the job ends or the client leaves.
+#[utoipa::path(get, path = "/v1/jobs/{jobid}/output/stream", tag = "jobs",
+    params(("jobid" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Output chunks, as produced", content_type = "text/plain", body = String),
+        (status = 400, description = "Not a job id", body = Detail),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 403, description = "Another user's job", body = Detail),
+        (status = 404, description = "No such job", body = Detail)),
+    security(("bearer" = [])))]
+pub async fn job_output_stream(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(jobid): Path<String>,
+) -> Result<Response> {
+    let id = parse_jobid(&jobid)?;
+    ensure_access(&state, &user.0, id).await?;
+    stream_response(&state, id, &jobid).await
+}
+
+/// The streaming body shared by the API and the web page.
+pub async fn stream_response(state: &AppState, id: JobId, jobid: &str) -> Result<Response> {
+    if state.backend.job(id).await?.is_none() {
+        return Err(RestError::JobNotFound(jobid.to_string()));
+    }
+    let chunks = state.backend.output_stream(id).await?;
+    let stopping = state.stopping();
+    let body = chunks
+        .take_until(stopping)
+        .map(|c| Ok::<_, std::convert::Infallible>(Bytes::from(c)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
