@@ -98,8 +98,13 @@ impl DockerLauncher {
     }
 
     /// Creates the network and the containers, copies the files in and starts them.
-    pub async fn launch(&self, mc: &MiniCluster, image: &str) -> Result<Record> {
+    /// The image is the Flux container's of the spec.
+    pub async fn launch(&self, mc: &MiniCluster) -> Result<Record> {
         let name = mc.metadata.name.clone().unwrap_or_default();
+        let image = mc.spec.containers[mc.spec.flux_container_index().unwrap_or(0)]
+            .image
+            .clone();
+        let image = image.as_str();
         if !self.containers(&name).await?.is_empty() {
             return Err(Error::NameTaken {
                 name,
@@ -421,4 +426,45 @@ fn files_archive(entrypoint: &Path, description: &str, cert: &str) -> Result<Vec
         .map_err(|e| setup("packing files for the containers", e, "check free memory"))?;
     b.into_inner()
         .map_err(|e| setup("packing files for the containers", e, "check free memory"))
+}
+
+impl crate::Launcher for DockerLauncher {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+    async fn launch(&self, mc: &MiniCluster) -> Result<Record> {
+        DockerLauncher::launch(self, mc).await
+    }
+    async fn ranks(&self, name: &str) -> Result<Vec<crate::RankState>> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(Self::filter(name)),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| setup("listing containers", e, "check that Docker runs"))?;
+        let mut ranks: Vec<crate::RankState> = list
+            .into_iter()
+            .map(|c| crate::RankState {
+                rank: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(&format!("{LABEL}.rank")))
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                pid: 0,
+                running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
+            })
+            .collect();
+        ranks.sort_by_key(|r| r.rank);
+        Ok(ranks)
+    }
+    async fn follow_rank0(&self, name: &str) -> Result<i32> {
+        DockerLauncher::follow_rank0(self, name).await
+    }
+    async fn down(&self, name: &str) -> Result<usize> {
+        DockerLauncher::down(self, name).await
+    }
 }

@@ -205,3 +205,52 @@ fn exit_code(p: &Pod, container: Option<&str>) -> Option<i32> {
         .as_ref()
         .map(|t| t.exit_code)
 }
+
+impl crate::Launcher for KubernetesLauncher {
+    fn kind(&self) -> &'static str {
+        "kubernetes"
+    }
+    async fn launch(&self, mc: &MiniCluster) -> Result<crate::state::Record> {
+        KubernetesLauncher::launch(self, mc).await?;
+        Ok(crate::state::Record {
+            name: mc.metadata.name.clone().unwrap_or_default(),
+            launcher: "kubernetes".into(),
+            size: u32::try_from(mc.spec.size).unwrap_or(0),
+            persistent: mc.spec.interactive,
+            created: crate::state::now(),
+            pids: Vec::new(),
+            flux_uri: None,
+            resources: vec![self.namespace.clone()],
+        })
+    }
+    async fn ranks(&self, name: &str) -> Result<Vec<crate::RankState>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let list = pods
+            .list(&ListParams::default().labels(&labels::selector_string(name)))
+            .await
+            .map_err(kube_err("listing pods"))?;
+        let mut ranks: Vec<crate::RankState> = list
+            .items
+            .iter()
+            .map(|p| crate::RankState {
+                rank: p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::COMPLETION_INDEX))
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                pid: 0,
+                running: p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+            })
+            .collect();
+        ranks.sort_by_key(|r| r.rank);
+        Ok(ranks)
+    }
+    async fn follow_rank0(&self, name: &str) -> Result<i32> {
+        KubernetesLauncher::follow_rank0(self, name, Duration::from_secs(600)).await
+    }
+    async fn down(&self, name: &str) -> Result<usize> {
+        KubernetesLauncher::down(self, name).await.map(|()| 0)
+    }
+}

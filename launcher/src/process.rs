@@ -19,6 +19,8 @@ use crate::error::{Error, Result, io};
 use crate::state::{self, Record};
 
 pub struct ProcessLauncher {
+    /// Launches made through [`crate::Launcher`] by this process, until they are waited for.
+    pub launched: std::sync::Mutex<std::collections::HashMap<String, Running>>,
     /// Where launches are recorded ([`state::root`]).
     pub root: PathBuf,
     /// The entrypoint binary.
@@ -40,13 +42,7 @@ pub struct Running {
     grace: Duration,
 }
 
-/// State of one rank.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RankState {
-    pub rank: u32,
-    pub pid: i32,
-    pub running: bool,
-}
+pub use crate::RankState;
 
 impl ProcessLauncher {
     /// Starts every broker. With `attach`, rank 0's output is ours (the command's output);
@@ -231,6 +227,11 @@ impl Running {
         Ok(code)
     }
 
+    /// [`Running::wait`] without progress messages.
+    pub fn wait_keep_logs(self) -> Result<i32> {
+        self.wait(|_| {})
+    }
+
     fn all_alive(&mut self) -> bool {
         self.children
             .iter_mut()
@@ -378,4 +379,85 @@ fn free_ports(n: u16) -> Result<u16> {
         reason: format!("no {n} consecutive free ports on 127.0.0.1"),
         fix: "free some ports, or give --port".into(),
     })
+}
+
+impl crate::Launcher for ProcessLauncher {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    async fn launch(&self, mc: &MiniCluster) -> Result<Record> {
+        let running = ProcessLauncher::launch(self, mc, mc.spec.interactive, false)?;
+        let record = running.record.clone();
+        self.launched
+            .lock()
+            .expect("the launch table is never poisoned")
+            .insert(record.name.clone(), running);
+        Ok(record)
+    }
+
+    async fn ranks(&self, name: &str) -> Result<Vec<RankState>> {
+        Ok(self.status(name)?.1)
+    }
+
+    async fn follow_rank0(&self, name: &str) -> Result<i32> {
+        let running = self
+            .launched
+            .lock()
+            .expect("the launch table is never poisoned")
+            .remove(name)
+            .ok_or_else(|| Error::Setup {
+                what: format!("rank 0 of {name}"),
+                reason: "was started by another process; its exit code is not known here".into(),
+                fix: format!("minicluster logs {name} -f"),
+            })?;
+        // Rank 0 writes to its log; copy it out while waiting for the exit code.
+        let log = running.dir.join("rank-0.log");
+        let copier = std::thread::spawn(move || tail(&log));
+        let code = tokio::task::spawn_blocking(move || running.wait_keep_logs())
+            .await
+            .map_err(|e| Error::Setup {
+                what: "waiting for rank 0".into(),
+                reason: e.to_string(),
+                fix: "report this".into(),
+            })??;
+        let _ = copier.join();
+        Ok(code)
+    }
+
+    async fn down(&self, name: &str) -> Result<usize> {
+        if let Some(mut r) = self
+            .launched
+            .lock()
+            .expect("the launch table is never poisoned")
+            .remove(name)
+        {
+            r.teardown();
+            return Ok(r.record.pids.len());
+        }
+        ProcessLauncher::down(self, name)
+    }
+}
+
+/// Copies a log to standard output as it grows, until the file goes away.
+fn tail(path: &Path) {
+    use std::io::{Read, Write};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return;
+    };
+    let mut buf = [0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => {
+                if !path.exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(n) => {
+                let _ = std::io::stdout().write_all(&buf[..n]);
+            }
+            Err(_) => return,
+        }
+    }
 }

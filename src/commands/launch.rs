@@ -20,6 +20,7 @@ fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
         flux: args.flux.clone(),
         port: args.port,
         grace: Duration::from_secs(10),
+        launched: Default::default(),
     })
 }
 
@@ -77,13 +78,16 @@ async fn docker(args: &LaunchArgs) -> anyhow::Result<DockerLauncher> {
 
 /// The Docker transport of `run`: containers, rank 0's output, its exit code, nothing left.
 fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
-    let Some(image) = args.image.clone() else {
+    if args.image.is_none() && args.file.is_none() {
         bail!(
             "--image is required with --launcher docker (fix: --image IMAGE, an image with flux)"
         );
-    };
+    }
     let mc = request(args, command, false).minicluster()?;
     let name = mc.metadata.name.clone().unwrap_or_default();
+    let image = mc.spec.containers[mc.spec.flux_container_index().unwrap_or(0)]
+        .image
+        .clone();
     let progress = say(args.quiet);
     runtime()?.block_on(async {
         let l = docker(args).await?;
@@ -91,7 +95,7 @@ fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
             "launching {name}: {} containers of {image}",
             mc.spec.size
         ));
-        l.launch(&mc, &image).await?;
+        l.launch(&mc).await?;
         progress(&format!("{0}/{0} brokers started", mc.spec.size));
         let code = tokio::select! {
             code = l.follow_rank0(&name) => code,
@@ -167,15 +171,15 @@ pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
 /// Persistent: launch, wait until rank 0 is up, print how to reach it, leave it running.
 pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
     if args.launcher == Transport::Docker {
-        let Some(image) = args.image.clone() else {
+        if args.image.is_none() && args.file.is_none() {
             bail!(
                 "--image is required with --launcher docker (fix: --image IMAGE, an image with flux)"
             );
-        };
+        }
         let mc = request(args, Vec::new(), true).minicluster()?;
         let record = runtime()?.block_on(async {
             let l = docker(args).await?;
-            anyhow::Ok(l.launch(&mc, &image).await?)
+            anyhow::Ok(l.launch(&mc).await?)
         })?;
         if json {
             println!("{}", serde_json::to_string_pretty(&record)?);
@@ -264,6 +268,7 @@ pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
         flux: None,
         port: None,
         grace: Duration::from_secs(10),
+        launched: Default::default(),
     };
     let stopped = l.down(&args.name)?;
     eprintln!(
