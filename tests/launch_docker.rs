@@ -367,3 +367,71 @@ fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
     );
     assert_nothing_left(&name);
 }
+
+#[test]
+fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
+    let state = tempfile::tempdir().unwrap();
+    let out = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            "x",
+            "--size",
+            "2",
+            "--",
+            "true",
+        ],
+    )
+    .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    .output()
+    .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("unix:///nonexistent/docker.sock") && err.contains("start Docker"),
+        "{err}"
+    );
+
+    if !docker_present() {
+        return;
+    }
+    // An image whose `flux` is not where it is said to be: the entrypoint's one error line,
+    // its exit code, and nothing left.
+    let image = Image::build();
+    let name = format!("noflux{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let out = minicluster(
+        state.path(),
+        &[
+            "run",
+            "--launcher",
+            "docker",
+            "--image",
+            &image.tag,
+            "--size",
+            "2",
+            "--name",
+            &name,
+            "--",
+            "true",
+        ],
+    )
+    .env("FLUX_BIN", "/opt/no-flux-here/bin/flux")
+    .output()
+    .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("entrypoint: error: no flux command found"),
+        "{err}"
+    );
+    assert_nothing_left(&name);
+}
