@@ -165,6 +165,18 @@ pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
         mc.spec.size
     ));
     let running = l.launch(&mc, false, true)?;
+    // While rank 0 runs, count the brokers that join (when it speaks Flux's protocol).
+    if let (Some(uri), false) = (running.record.flux_uri.clone(), args.quiet) {
+        let size = running.record.size;
+        std::thread::spawn(move || {
+            let socket = PathBuf::from(uri.trim_start_matches("local://"));
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !socket.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            report_joined(&uri, size, &say(false));
+        });
+    }
     Ok(running.wait(progress)?)
 }
 
