@@ -10,25 +10,16 @@ use crate::error::{Error, Result};
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
 /// reader sees the old file or the whole new one. `mode` is set before any byte is written.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = parent(path);
-    let fix = format!("make {} writable for this user", dir.display());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".entrypoint-")
-        .permissions(std::fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(Error::io("write into", dir, fix.clone()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(Error::io("write", path, fix.clone()))?;
+    let (tmp, fix) = written_temp(path, bytes, mode)?;
     // The temporary file is removed on drop if the rename fails.
     tmp.persist(path)
         .map_err(|e| Error::io("write", path, fix)(e.error))?;
     Ok(())
 }
 
-/// Like [`write_atomic`], but leaves an existing file alone: returns false when `path` was
-/// already there (another broker got there first).
-pub fn create_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+/// `bytes` in a temporary file beside `path`, mode set before the first byte, synced; and the
+/// fix to name if placing it fails.
+fn written_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(tempfile::NamedTempFile, String)> {
     let dir = parent(path);
     let fix = format!("make {} writable for this user", dir.display());
     let mut tmp = tempfile::Builder::new()
@@ -39,6 +30,13 @@ pub fn create_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
     tmp.write_all(bytes)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(Error::io("write", path, fix.clone()))?;
+    Ok((tmp, fix))
+}
+
+/// Like [`write_atomic`], but leaves an existing file alone: returns false when `path` was
+/// already there (another broker got there first).
+pub fn create_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+    let (tmp, fix) = written_temp(path, bytes, mode)?;
     match tmp.persist_noclobber(path) {
         Ok(_) => Ok(true),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

@@ -77,7 +77,8 @@ impl DockerLauncher {
         HashMap::from([("label".to_string(), vec![format!("{LABEL}={name}")])])
     }
 
-    async fn containers(&self, name: &str) -> Result<Vec<(String, String)>> {
+    /// The containers of MiniCluster `name`: id, state, rank.
+    async fn containers(&self, name: &str) -> Result<Vec<(String, String, u32)>> {
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -90,9 +91,15 @@ impl DockerLauncher {
         Ok(list
             .into_iter()
             .map(|c| {
+                let rank = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(&format!("{LABEL}.rank")))
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
                 let id = c.id.unwrap_or_default();
                 let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                (id, state)
+                (id, state, rank)
             })
             .collect())
     }
@@ -345,7 +352,7 @@ impl DockerLauncher {
     /// were removed.
     pub async fn down(&self, name: &str) -> Result<usize> {
         let containers = self.containers(name).await?;
-        for (id, _) in &containers {
+        for (id, _, _) in &containers {
             self.docker
                 .remove_container(
                     id,
@@ -382,7 +389,7 @@ impl DockerLauncher {
             .containers(name)
             .await?
             .iter()
-            .filter(|(_, s)| s == "running")
+            .filter(|(_, s, _)| s == "running")
             .count())
     }
 
@@ -436,26 +443,14 @@ impl crate::Launcher for DockerLauncher {
         DockerLauncher::launch(self, mc).await
     }
     async fn ranks(&self, name: &str) -> Result<Vec<crate::RankState>> {
-        let list = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(Self::filter(name)),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| setup("listing containers", e, "check that Docker runs"))?;
-        let mut ranks: Vec<crate::RankState> = list
+        let mut ranks: Vec<crate::RankState> = self
+            .containers(name)
+            .await?
             .into_iter()
-            .map(|c| crate::RankState {
-                rank: c
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(&format!("{LABEL}.rank")))
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
+            .map(|(_, state, rank)| crate::RankState {
+                rank,
                 pid: 0,
-                running: c.state.map(|s| s.to_string()).as_deref() == Some("running"),
+                running: state == "running",
             })
             .collect();
         ranks.sort_by_key(|r| r.rank);

@@ -139,6 +139,31 @@ fn events() -> String {
 fn status() -> String {
     format!("/apis/flux-framework.org/v1alpha2/namespaces/{NS}/miniclusters/mc/status")
 }
+/// The calls every valid reconcile starts with: read the Secret (answered with `secret`),
+/// then apply the Secret, ConfigMap and headless Service; followed by `rest`.
+fn children_calls(secret: Reply, rest: Vec<Call>) -> Vec<Call> {
+    let mut calls = vec![
+        call(Method::GET, &core("secrets", "mc-curve-cert"), secret),
+        call(
+            Method::PATCH,
+            &core("secrets", "mc-curve-cert"),
+            Reply::Echo,
+        ),
+        call(
+            Method::PATCH,
+            &core("configmaps", "mc-description"),
+            Reply::Echo,
+        ),
+        call(
+            Method::PATCH,
+            &core("services", "flux-service"),
+            Reply::Echo,
+        ),
+    ];
+    calls.extend(rest);
+    calls
+}
+
 fn status_reply() -> Reply {
     Reply::StatusOf(serde_json::to_value(minicluster("")).unwrap())
 }
@@ -182,33 +207,16 @@ async fn a_new_minicluster_gets_its_children_and_status() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(
-                Method::GET,
-                &core("secrets", "mc-curve-cert"),
-                Reply::NotFound,
-            ),
-            call(
-                Method::PATCH,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("configmaps", "mc-description"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("services", "flux-service"),
-                Reply::Echo,
-            ),
-            call(Method::GET, &jobs("mc"), Reply::NotFound),
-            call(Method::PATCH, &jobs("mc"), Reply::Echo),
-            call(Method::POST, &events(), Reply::Echo),
-            call(Method::GET, &pods(), Reply::Json(pod_list(&[]))),
-            call(Method::PATCH, &status(), status_reply()),
-        ],
+        children_calls(
+            Reply::NotFound,
+            vec![
+                call(Method::GET, &jobs("mc"), Reply::NotFound),
+                call(Method::PATCH, &jobs("mc"), Reply::Echo),
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::GET, &pods(), Reply::Json(pod_list(&[]))),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ),
     ));
     reconcile(Arc::new(minicluster("")), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
@@ -258,33 +266,16 @@ async fn an_unchanged_minicluster_writes_nothing_new() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(
-                Method::GET,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Json(secret),
-            ),
-            call(
-                Method::PATCH,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("configmaps", "mc-description"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("services", "flux-service"),
-                Reply::Echo,
-            ),
-            call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
-            call(Method::PATCH, &jobs("mc"), Reply::Echo),
-            // No event: nothing was created or resized.
-            call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
-            call(Method::PATCH, &status(), status_reply()),
-        ],
+        children_calls(
+            Reply::Json(secret),
+            vec![
+                call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
+                call(Method::PATCH, &jobs("mc"), Reply::Echo),
+                // No event: nothing was created or resized.
+                call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
@@ -340,33 +331,16 @@ async fn resize_within_max_size_patches_the_job() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(
-                Method::GET,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Json(secret),
-            ),
-            call(
-                Method::PATCH,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("configmaps", "mc-description"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("services", "flux-service"),
-                Reply::Echo,
-            ),
-            call(Method::GET, &jobs("mc"), Reply::Json(job)),
-            call(Method::PATCH, &jobs("mc"), Reply::Echo),
-            call(Method::POST, &events(), Reply::Echo),
-            call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
-            call(Method::PATCH, &status(), status_reply()),
-        ],
+        children_calls(
+            Reply::Json(secret),
+            vec![
+                call(Method::GET, &jobs("mc"), Reply::Json(job)),
+                call(Method::PATCH, &jobs("mc"), Reply::Echo),
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ),
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
@@ -424,42 +398,25 @@ async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(
-                Method::GET,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Json(secret),
-            ),
-            call(
-                Method::PATCH,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("configmaps", "mc-description"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("services", "flux-service"),
-                Reply::Echo,
-            ),
-            call(Method::GET, &jobs("mc"), Reply::Json(job)),
-            call(Method::PATCH, &jobs("mc"), Reply::Echo),
-            call(
-                Method::GET,
-                &pods(),
-                Reply::Json(pod_list(&["Succeeded", "Running", "Running", "Running"])),
-            ),
-            call(Method::PATCH, &status(), status_reply()),
-            call(Method::POST, &events(), Reply::Echo),
-            call(
-                Method::DELETE,
-                "/apis/flux-framework.org/v1alpha2/namespaces/hpc/miniclusters/mc",
-                Reply::Json(serde_json::to_value(minicluster("  cleanup: true\n")).unwrap()),
-            ),
-        ],
+        children_calls(
+            Reply::Json(secret),
+            vec![
+                call(Method::GET, &jobs("mc"), Reply::Json(job)),
+                call(Method::PATCH, &jobs("mc"), Reply::Echo),
+                call(
+                    Method::GET,
+                    &pods(),
+                    Reply::Json(pod_list(&["Succeeded", "Running", "Running", "Running"])),
+                ),
+                call(Method::PATCH, &status(), status_reply()),
+                call(Method::POST, &events(), Reply::Echo),
+                call(
+                    Method::DELETE,
+                    "/apis/flux-framework.org/v1alpha2/namespaces/hpc/miniclusters/mc",
+                    Reply::Json(serde_json::to_value(minicluster("  cleanup: true\n")).unwrap()),
+                ),
+            ],
+        ),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
@@ -478,31 +435,14 @@ async fn a_changed_pod_template_replaces_the_job() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(
-                Method::GET,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Json(secret),
-            ),
-            call(
-                Method::PATCH,
-                &core("secrets", "mc-curve-cert"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("configmaps", "mc-description"),
-                Reply::Echo,
-            ),
-            call(
-                Method::PATCH,
-                &core("services", "flux-service"),
-                Reply::Echo,
-            ),
-            call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
-            call(Method::DELETE, &jobs("mc"), Reply::Json(job)),
-            call(Method::POST, &events(), Reply::Echo),
-        ],
+        children_calls(
+            Reply::Json(secret),
+            vec![
+                call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
+                call(Method::DELETE, &jobs("mc"), Reply::Json(job)),
+                call(Method::POST, &events(), Reply::Echo),
+            ],
+        ),
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
