@@ -67,6 +67,10 @@ pub enum Command {
         /// Print the launch record as JSON.
         #[arg(long)]
         json: bool,
+        /// Rank 0 runs the REST server (flux-restful-api) on 127.0.0.1:PORT (process
+        /// launcher; without PORT, a free one).
+        #[arg(long, value_name = "PORT", num_args = 0..=1, default_missing_value = "0")]
+        rest: Option<u16>,
     },
     /// Stop a MiniCluster and remove everything it left (processes, files).
     Down(DownArgs),

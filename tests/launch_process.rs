@@ -309,3 +309,32 @@ fn ctrl_c_stops_the_run_and_leaves_nothing() {
     );
     env.assert_nothing_left();
 }
+
+#[test]
+fn real_flux_up_with_the_rest_server_on_rank0() {
+    let Some(flux) = real_flux() else { return };
+    let env = Env::new(flux);
+    let out = env.out(&["up", "--size", "2", "--name", "rest", "--rest"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let port: u16 = stdout
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no REST URL in: {stdout}"));
+    // flux-restful-api's /v1/nodes, answered by Flux through our server on rank 0.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /v1/nodes HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"nodes\""), "{reply}");
+    assert!(env.out(&["down", "rest"]).status.success());
+    env.assert_nothing_left();
+}

@@ -31,6 +31,8 @@ pub struct ProcessLauncher {
     pub port: Option<u16>,
     /// Grace after SIGTERM before everything left is killed.
     pub grace: Duration,
+    /// Replaces the mode the spec implies (`Restful`: rank 0 runs the REST server).
+    pub mode: Option<minicluster_core::Mode>,
 }
 
 /// A launch in progress, owned by the CLI that started it.
@@ -72,6 +74,7 @@ impl ProcessLauncher {
             mc,
             &DescribeOptions {
                 loopback_base_port: Some(base),
+                mode: self.mode,
                 ..DescribeOptions::default()
             },
         )?;
@@ -121,6 +124,8 @@ impl ProcessLauncher {
                 .arg("--root")
                 .arg(dir.join(format!("rank-{rank}")))
                 .env_remove("JOB_COMPLETION_INDEX")
+                // Our other programs (minicluster-rest) sit beside the entrypoint.
+                .env("PATH", path_with(self.entrypoint.parent()))
                 .stdin(Stdio::null());
             if let Some(f) = &self.flux {
                 cmd.arg("--flux").arg(f);
@@ -352,6 +357,15 @@ fn stop_all(record: &Record, root: &Path, grace: Duration) -> usize {
         let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     alive.len()
+}
+
+/// `$PATH` with `dir` first.
+fn path_with(dir: Option<&Path>) -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = dir.map(Path::to_path_buf).into_iter().collect();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap_or_default()
 }
 
 fn check_ports(base: u16, n: u16) -> Result<()> {

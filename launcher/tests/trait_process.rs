@@ -53,6 +53,7 @@ async fn process_launcher_through_the_interface() {
         flux: Some(bin("flux-standin")),
         port: None,
         grace: Duration::from_secs(10),
+        mode: None,
     };
     scenario(&l, state.path()).await;
 }

@@ -21,6 +21,7 @@ fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
         port: args.port,
         grace: Duration::from_secs(10),
         launched: Default::default(),
+        mode: None,
     })
 }
 
@@ -181,7 +182,12 @@ pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
 }
 
 /// Persistent: launch, wait until rank 0 is up, print how to reach it, leave it running.
-pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
+pub fn up(args: &LaunchArgs, json: bool, rest: Option<u16>) -> anyhow::Result<i32> {
+    if rest.is_some() && args.launcher != Transport::Process {
+        bail!(
+            "--rest is available with the process launcher (fix: drop --rest, or use --launcher process)"
+        );
+    }
     if args.launcher == Transport::Docker {
         if args.image.is_none() && args.file.is_none() {
             bail!(
@@ -225,8 +231,20 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
         println!("  kubectl delete mc {name} -n {ns}");
         return Ok(0);
     }
-    let l = launcher(args)?;
-    let mc = request(args, Vec::new(), true).minicluster()?;
+    let mut l = launcher(args)?;
+    let mut mc = request(args, Vec::new(), true).minicluster()?;
+    let rest_port = match rest {
+        None => None,
+        Some(p) => {
+            // Rank 0's initial program is the REST server, on loopback (no auth needed there).
+            let port = if p == 0 { free_port()? } else { p };
+            l.mode = Some(minicluster_core::Mode::Restful);
+            let idx = mc.spec.flux_container_index().unwrap_or(0);
+            mc.spec.containers[idx].command =
+                Some(format!("minicluster-rest --host 127.0.0.1 --port {port}"));
+            Some(port)
+        }
+    };
     let mut running = l.launch(&mc, true, false)?;
     let progress = say(args.quiet || json);
     progress(&format!("starting {} brokers…", mc.spec.size));
@@ -234,9 +252,23 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
         running.teardown();
         return Err(e.into());
     }
+    if let Some(port) = rest_port
+        && let Err(e) = wait_port(port, Duration::from_secs(60))
+    {
+        running.teardown();
+        bail!(
+            "the REST server of rank 0 did not come up on 127.0.0.1:{port}: {e} (fix: see `minicluster logs {}`)",
+            mc.metadata.name.clone().unwrap_or_default()
+        );
+    }
     let record = running.detach();
     if let Some(uri) = &record.flux_uri {
         report_joined(uri, record.size, &progress);
+    }
+    if let (Some(port), false) = (rest_port, json) {
+        println!(
+            "REST API (flux-restful-api): http://127.0.0.1:{port}/v1  (docs: /docs, web: /jobs)"
+        );
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
@@ -281,6 +313,7 @@ pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
         port: None,
         grace: Duration::from_secs(10),
         launched: Default::default(),
+        mode: None,
     };
     let stopped = l.down(&args.name)?;
     eprintln!(
@@ -331,6 +364,25 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// A free loopback port.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Waits until 127.0.0.1:`port` accepts connections.
+fn wait_port(port: u16, timeout: Duration) -> std::io::Result<()> {
+    let until = std::time::Instant::now() + timeout;
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() > until => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 /// Asks rank 0 (over Flux's own protocol) how many brokers are online, reporting as the

@@ -9,7 +9,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run { launch, command } => launch::run(&launch, command),
-        Command::Up { launch, json } => launch::up(&launch, json),
+        Command::Up { launch, json, rest } => launch::up(&launch, json, rest),
         Command::Down(a) => launch::down(&a),
         Command::Status(a) => launch::status(&a),
         Command::Logs(a) => launch::logs(&a),
