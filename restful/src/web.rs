@@ -1,5 +1,5 @@
 //! The web pages: a jobs table with live state, a submit form, and a job page whose output
-//! follows the job. Server-rendered from the templates in `rest/templates` (embedded); the
+//! follows the job. Server-rendered from the templates in `restful/templates` (embedded); the
 //! little JavaScript there is plain, with no build step.
 //!
 //! Browsers authenticate with HTTP Basic (password backends), a bearer header, or an
@@ -24,14 +24,29 @@ use crate::jobs;
 use crate::server::{AppState, bearer};
 
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../templates/base.html")),
-    ("jobs.html", include_str!("../templates/jobs.html")),
-    ("submit.html", include_str!("../templates/submit.html")),
-    ("job.html", include_str!("../templates/job.html")),
+    (
+        "base.html",
+        include_str!("../../templates/restful/base.html"),
+    ),
+    (
+        "jobs.html",
+        include_str!("../../templates/restful/jobs.html"),
+    ),
+    (
+        "submit.html",
+        include_str!("../../templates/restful/submit.html"),
+    ),
+    ("job.html", include_str!("../../templates/restful/job.html")),
 ];
 
 pub struct Pages {
     tera: tera::Tera,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pages")
+    }
 }
 
 impl Default for Pages {
@@ -46,6 +61,24 @@ impl Pages {
         tera.add_raw_templates(TEMPLATES.iter().copied())
             .expect("embedded templates parse (checked by tests)");
         Pages { tera }
+    }
+
+    /// The embedded pages, with any file of the same name in `dir/restful/` taking its place
+    /// (`--templates DIR`, the same directory the other commands take).
+    pub fn with_overrides(dir: &std::path::Path) -> Result<Pages> {
+        let mut pages = Pages::new();
+        for (name, _) in TEMPLATES {
+            let path = dir.join("restful").join(name);
+            if path.exists() {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| RestError::Config(format!("{}: {e}", path.display())))?;
+                pages
+                    .tera
+                    .add_raw_template(name, &text)
+                    .map_err(|e| RestError::Config(format!("{}: {e}", path.display())))?;
+            }
+        }
+        Ok(pages)
     }
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String> {
@@ -474,6 +507,24 @@ mod tests {
     #[test]
     fn templates_render_and_escape() {
         let p = Pages::new();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("restful")).unwrap();
+        std::fs::write(
+            dir.path().join("restful/base.html"),
+            "CUSTOM {% block title %}{% endblock title %}{% block content %}{% endblock content %}",
+        )
+        .unwrap();
+        let custom = Pages::with_overrides(dir.path()).unwrap();
+        let html = custom
+            .tera
+            .render("base.html", &tera::Context::new())
+            .unwrap();
+        assert!(html.starts_with("CUSTOM"), "{html}");
+        std::fs::write(dir.path().join("restful/job.html"), "{% if %}").unwrap();
+        assert!(
+            Pages::with_overrides(dir.path()).is_err(),
+            "a broken override is refused"
+        );
         #[derive(Serialize)]
         struct Ctx {
             jobs: Vec<Row>,

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub launchers: Vec<String>,
     /// GPUs to assume when Flux reports none (`FLUX_HAS_GPUS`).
     pub assume_gpus: bool,
+    /// The web pages (embedded, or overridden with `--templates`).
+    pub pages: Arc<crate::web::Pages>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             env_passthrough: Vec::new(),
             launchers: vec!["nextflow".into(), "snakemake".into()],
             assume_gpus: false,
+            pages: Arc::new(crate::web::Pages::new()),
         }
     }
 }
@@ -66,9 +69,9 @@ impl AppState {
             backend,
             auth: Arc::new(auth),
             limiter: Arc::new(limiter),
+            web: config.pages.clone(),
             config: Arc::new(config),
             shutdown: Arc::new(watch::channel(false).0),
-            web: Arc::new(crate::web::Pages::new()),
         }
     }
 

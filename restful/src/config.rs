@@ -45,6 +45,9 @@ pub enum BackendChoice {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
+    /// Directory whose `restful/*.html` replace the built-in web page templates.
+    #[arg(long, env = "MINICLUSTER_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "MINICLUSTER_REST_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
@@ -177,7 +180,7 @@ impl ServeArgs {
         Ok(auth)
     }
 
-    pub fn server_config(&self) -> crate::ServerConfig {
+    pub fn server_config(&self) -> Result<crate::ServerConfig> {
         let mut c = crate::ServerConfig {
             max_body: self.max_body_bytes,
             env_passthrough: self.env_passthrough.clone(),
@@ -187,6 +190,9 @@ impl ServeArgs {
         if let Some(w) = &self.default_workdir {
             c.default_cwd = w.clone();
         }
-        c
+        if let Some(dir) = &self.templates {
+            c.pages = std::sync::Arc::new(crate::web::Pages::with_overrides(dir)?);
+        }
+        Ok(c)
     }
 }

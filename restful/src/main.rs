@@ -104,7 +104,7 @@ async fn run(args: minicluster_rest::config::ServeArgs) -> minicluster_rest::Res
     } else {
         RateLimiter::unlimited()
     };
-    let state = AppState::new(backend, auth, limiter, args.server_config());
+    let state = AppState::new(backend, auth, limiter, args.server_config()?);
     let addr = SocketAddr::new(args.host, args.port);
     let listener =
         tokio::net::TcpListener::bind(addr)
