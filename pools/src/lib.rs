@@ -1,0 +1,8 @@
+//! Pools and queues for batch work on MiniClusters. This crate holds the parts every other
+//! piece agrees on: tags ([`tags`]) and which pool may run which job ([`routing`]).
+
+pub mod routing;
+pub mod tags;
+
+pub use routing::{Pool, Route, eligible};
+pub use tags::{TagError, TagValue, Tags};
