@@ -1,6 +1,7 @@
 //! Pools and queues for batch work on MiniClusters. This crate holds the parts every other
 //! piece agrees on: tags ([`tags`]) and which pool may run which job ([`routing`]).
 
+pub mod queue;
 pub mod routing;
 pub mod tags;
 
