@@ -3,6 +3,7 @@
 
 pub mod queue;
 pub mod routing;
+pub mod store;
 pub mod tags;
 
 pub use routing::{Pool, Route, eligible};
