@@ -136,3 +136,84 @@ pub fn next<'a>(
         })
         .map(|(_, j)| j)
 }
+
+/// The same decisions as [`next`], from an index kept as jobs come and go: per priority, per
+/// user (or project), a FIFO. A decision looks at one priority level's groups, not at every
+/// waiting job, so it costs the number of groups, not the number of jobs.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    levels: BTreeMap<std::cmp::Reverse<i32>, BTreeMap<String, std::collections::VecDeque<Queued>>>,
+    len: usize,
+}
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds a job; jobs must come in submission order (`seq` increasing).
+    pub fn push(&mut self, q: &QueueConfig, j: Queued) {
+        let group = q.group(&j).to_string();
+        self.levels
+            .entry(std::cmp::Reverse(j.priority))
+            .or_default()
+            .entry(group)
+            .or_default()
+            .push_back(j);
+        self.len += 1;
+    }
+
+    /// The job [`next`] would pick, without removing it.
+    pub fn peek(
+        &self,
+        q: &QueueConfig,
+        running: u32,
+        usage: &BTreeMap<String, f64>,
+    ) -> Option<&Queued> {
+        if q.state == QueueState::Paused || running >= q.max_running {
+            return None;
+        }
+        let groups = self.levels.values().next()?;
+        let heads = groups
+            .iter()
+            .filter_map(|(g, fifo)| fifo.front().map(|j| (g.as_str(), j)));
+        if q.fairness == Fairness::None {
+            return heads.map(|(_, j)| j).min_by_key(|j| j.seq);
+        }
+        heads
+            .min_by(|(ga, ja), (gb, jb)| {
+                let sa = usage.get(*ga).copied().unwrap_or(0.0) / q.weight(ga);
+                let sb = usage.get(*gb).copied().unwrap_or(0.0) / q.weight(gb);
+                sa.total_cmp(&sb).then(ja.seq.cmp(&jb.seq))
+            })
+            .map(|(_, j)| j)
+    }
+
+    /// Takes the job [`next`] would pick.
+    pub fn pop(
+        &mut self,
+        q: &QueueConfig,
+        running: u32,
+        usage: &BTreeMap<String, f64>,
+    ) -> Option<Queued> {
+        let (priority, group) = {
+            let j = self.peek(q, running, usage)?;
+            (j.priority, q.group(j).to_string())
+        };
+        let level = self.levels.get_mut(&std::cmp::Reverse(priority))?;
+        let fifo = level.get_mut(&group)?;
+        let j = fifo.pop_front();
+        if fifo.is_empty() {
+            level.remove(&group);
+        }
+        if level.is_empty() {
+            self.levels.remove(&std::cmp::Reverse(priority));
+        }
+        self.len -= usize::from(j.is_some());
+        j
+    }
+}
