@@ -3,29 +3,19 @@
 //! the libraries they load, imported with `docker import`. Nothing may be left behind:
 //! no container, network or volume — also after the CLI is SIGKILLed and `down` runs.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_minicluster")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
+use common::{bin, text};
 
 fn docker(args: &[&str]) -> Output {
     Command::new("docker")
         .args(args)
         .output()
         .expect("the docker command")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// An image holding the stand-in as `flux`, and the libraries both binaries load.

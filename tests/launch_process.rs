@@ -2,20 +2,13 @@
 //! local processes with the `flux` stand-in always, and with a real `flux` when one is on PATH
 //! or in `$FLUX_BIN` (skipped, saying so, otherwise). Nothing may be left behind.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    // The workspace's binaries live beside this package's.
-    let p = Path::new(env!("CARGO_BIN_EXE_minicluster")).with_file_name(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
+use common::{bin, text};
 
 struct Env {
     state: tempfile::TempDir,
@@ -78,10 +71,6 @@ fn processes_mentioning(s: &str) -> Vec<String> {
             (cmd.contains(s) && !zombie).then(|| format!("{pid}: {cmd}"))
         })
         .collect()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn real_flux() -> Option<PathBuf> {

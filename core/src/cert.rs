@@ -118,6 +118,18 @@ impl CurveCert {
         })
     }
 
+    /// The certificate of a MiniCluster: its `spec.flux.curveCert` when given, else a fresh
+    /// keypair named after rank 0 (`<name>-0`).
+    pub fn for_minicluster(mc: &crate::MiniCluster) -> Result<Self, Error> {
+        match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
+            Some(own) => CurveCert::parse(own),
+            None => CurveCert::generate(&format!(
+                "{}-0",
+                mc.metadata.name.as_deref().unwrap_or_default()
+            )),
+        }
+    }
+
     /// Reads and parses a certificate file.
     pub fn read(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Io {

@@ -416,7 +416,7 @@ fn gpu_limit(limits: &BTreeMap<String, IntOrString>) -> u32 {
 }
 
 /// `name-[0-(n-1)]` without expanding it, so its cost does not grow with `n`.
-fn range_hostlist(name: &str, n: u32) -> String {
+pub fn range_hostlist(name: &str, n: u32) -> String {
     match n {
         0 | 1 => format!("{name}-0"),
         n => format!("{name}-[0-{}]", n - 1),

@@ -5,6 +5,7 @@
 //! checked against it. Brokers sharing one machine (explicit per-broker endpoints) have no
 //! hostname of their own: theirs is `<name>-<rank>`, passed to the broker as `-Shostname`.
 
+use minicluster_core::description::range_hostlist;
 use minicluster_core::{ClusterDescription, Hostlist};
 use serde::Serialize;
 
@@ -146,22 +147,13 @@ fn position_in(d: &ClusterDescription, host: &str) -> Result<Option<u32>> {
         if canonical
             && let Ok(i) = suffix.parse::<u32>()
             && i < d.max_size
-            && d.hostlist == range_of(d)
+            && d.hostlist == range_hostlist(&d.name, d.max_size)
         {
             return Ok(Some(i));
         }
     }
     let list = Hostlist::parse(&d.hostlist)?;
     Ok(list.position(host).and_then(|p| u32::try_from(p).ok()))
-}
-
-/// The hostlist a description derived from a spec has: `<name>-[0-<maxSize-1>]`.
-fn range_of(d: &ClusterDescription) -> String {
-    if d.max_size <= 1 {
-        format!("{}-0", d.name)
-    } else {
-        format!("{}-[0-{}]", d.name, d.max_size - 1)
-    }
 }
 
 #[cfg(test)]

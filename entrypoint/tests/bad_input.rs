@@ -14,6 +14,17 @@ fn cluster() -> Cluster {
     )
 }
 
+/// A cluster and a valid certificate mounted for its brokers.
+fn cluster_with_mounted_cert() -> (Cluster, PathBuf) {
+    let c = cluster();
+    let cert = c.path("mounted.cert");
+    minicluster_core::CurveCert::generate("mc")
+        .unwrap()
+        .write(&cert)
+        .unwrap();
+    (c, cert)
+}
+
 /// Runs `cmd`, expects the entrypoint's own failure, returns its one error line.
 fn refused(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -126,12 +137,7 @@ fn hostname_outside_the_hostlist() {
 
 #[test]
 fn unwritable_directory() {
-    let c = cluster();
-    let cert = c.path("mounted.cert");
-    minicluster_core::CurveCert::generate("mc")
-        .unwrap()
-        .write(&cert)
-        .unwrap();
+    let (c, cert) = cluster_with_mounted_cert();
     let e = refused(&mut c.command_at(0, &cert, Path::new("/proc/entrypoint-test")));
     assert!(
         e.contains("cannot create directory /proc/entrypoint-test"),
@@ -141,12 +147,7 @@ fn unwritable_directory() {
 
 #[test]
 fn directories_made_before_a_failure_are_removed() {
-    let c = cluster();
-    let cert = c.path("mounted.cert");
-    minicluster_core::CurveCert::generate("mc")
-        .unwrap()
-        .write(&cert)
-        .unwrap();
+    let (c, cert) = cluster_with_mounted_cert();
     // The statedir's place is taken by a file: config dir and rundir get made first.
     let root = c.path("rank-0");
     std::fs::create_dir_all(root.join("mnt/flux")).unwrap();

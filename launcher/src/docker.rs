@@ -121,10 +121,7 @@ impl DockerLauncher {
         let mut d = describe(mc, &DescribeOptions::default())?;
         // Containers on one network reach each other by name.
         d.network.connect = "tcp://%h:%p".into();
-        let cert = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
-            Some(own) => CurveCert::parse(own)?,
-            None => CurveCert::generate(&d.hostname(0))?,
-        };
+        let cert = CurveCert::for_minicluster(mc)?;
         let archive = files_archive(&self.entrypoint, &d.to_json(), &cert.to_text())?;
         let network = format!("mc-{name}");
         let labels = HashMap::from([(LABEL.to_string(), name.clone())]);
@@ -254,30 +251,11 @@ impl DockerLauncher {
 
     /// Streams rank 0's output to ours until it exits; returns its exit code.
     pub async fn follow_rank0(&self, name: &str) -> Result<i32> {
-        let host = format!("{name}-0");
-        let mut logs = self.docker.logs(
-            &host,
-            Some(LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            }),
-        );
-        while let Some(item) = logs.next().await {
-            match item {
-                Ok(bollard::container::LogOutput::StdOut { message }) => {
-                    use std::io::Write;
-                    let _ = std::io::stdout().write_all(&message);
-                }
-                Ok(other) => {
-                    use std::io::Write;
-                    let _ = std::io::stderr().write_all(&other.into_bytes());
-                }
-                Err(_) => break,
-            }
+        // A broken log stream must not lose the exit code: report it and wait regardless.
+        if let Err(e) = self.logs(name, 0, true).await {
+            tracing::debug!("{e}");
         }
-        self.wait(&host).await
+        self.wait(&format!("{name}-0")).await
     }
 
     /// Copies a broker's output to ours (`follow` keeps going until it stops).

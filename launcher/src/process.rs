@@ -100,11 +100,7 @@ impl ProcessLauncher {
         let description = dir.join("description.json");
         std::fs::write(&description, d.to_json()).map_err(io("write", &description))?;
         let cert = dir.join("curve.cert");
-        let text = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
-            Some(own) => CurveCert::parse(own)?,
-            None => CurveCert::generate(&d.hostname(0))?,
-        };
-        text.write(&cert)?;
+        CurveCert::for_minicluster(mc)?.write(&cert)?;
 
         let mut running = Running {
             record,

@@ -271,6 +271,23 @@ pub fn parse_jobid(s: &str) -> Result<JobId> {
 
 /// Refuse a caller who may not act on this job: anonymous callers (auth `none`) and
 /// superusers may act on every job, others only on the jobs they submitted through us.
+/// A job the user may see: its id and record; 400 for a malformed id, 403 for another
+/// user's job, 404 for an unknown one.
+pub async fn accessible_job(
+    state: &AppState,
+    user: &Option<Principal>,
+    jobid: &str,
+) -> Result<(JobId, Map<String, Value>)> {
+    let id = parse_jobid(jobid)?;
+    ensure_access(state, user, id).await?;
+    let raw = state
+        .backend
+        .job(id)
+        .await?
+        .ok_or_else(|| RestError::JobNotFound(jobid.to_string()))?;
+    Ok((id, raw))
+}
+
 pub async fn ensure_access(state: &AppState, user: &Option<Principal>, id: JobId) -> Result<()> {
     let Some(who) = user else { return Ok(()) };
     if who.superuser {
@@ -642,13 +659,7 @@ pub async fn get_job(
     user: ApiUser,
     Path(jobid): Path<String>,
 ) -> Result<Json<Map<String, Value>>> {
-    let id = parse_jobid(&jobid)?;
-    ensure_access(&state, &user.0, id).await?;
-    let raw = state
-        .backend
-        .job(id)
-        .await?
-        .ok_or(RestError::JobNotFound(jobid))?;
+    let (_, raw) = accessible_job(&state, &user.0, &jobid).await?;
     Ok(Json(jobs::job_details(&raw, jobs::now())))
 }
 

@@ -411,13 +411,7 @@ async fn job_page(
     Path(jobid): Path<String>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Result<Response> {
-    let id = parse_jobid(&jobid)?;
-    ensure_access(&state, &user.0, id).await?;
-    let raw = state
-        .backend
-        .job(id)
-        .await?
-        .ok_or_else(|| RestError::JobNotFound(jobid.clone()))?;
+    let (id, raw) = api::accessible_job(&state, &user.0, &jobid).await?;
     let details = jobs::job_details(&raw, jobs::now());
     let output = state.backend.output(id).await?.concat();
     let message = api::parse_query(q.as_deref())?

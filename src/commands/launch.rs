@@ -291,7 +291,7 @@ pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
         .map_or(args.docker, |l| l == "docker")
     {
         let removed = runtime()?.block_on(async {
-            let l = DockerLauncher::connect(state::root(), PathBuf::new(), None).await?;
+            let l = records_docker().await?;
             anyhow::Ok(l.down(&args.name).await?)
         })?;
         if removed == 0 && launched_by.is_err() {
@@ -430,15 +430,18 @@ fn report_joined(uri: &str, size: u32, progress: &impl Fn(&str)) {
     });
 }
 
+/// A Docker client for launches already made (down, status, logs): no entrypoint to copy.
+async fn records_docker() -> minicluster_launcher::Result<DockerLauncher> {
+    DockerLauncher::connect(state::root(), PathBuf::new(), None).await
+}
+
 /// Running containers of a Docker launch (0 when Docker cannot be reached).
 fn docker_running(name: &str) -> usize {
     runtime()
         .ok()
         .and_then(|rt| {
             rt.block_on(async {
-                let l = DockerLauncher::connect(state::root(), PathBuf::new(), None)
-                    .await
-                    .ok()?;
+                let l = records_docker().await.ok()?;
                 l.running(name).await.ok()
             })
         })
@@ -458,7 +461,7 @@ pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
     }
     if record.launcher == "docker" {
         runtime()?.block_on(async {
-            let l = DockerLauncher::connect(root.clone(), PathBuf::new(), None).await?;
+            let l = records_docker().await?;
             l.logs(&record.name, args.rank, args.follow).await
         })?;
         return Ok(0);

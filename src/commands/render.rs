@@ -119,11 +119,7 @@ fn render_one(
         ("broker.toml", templates.broker_config(&description)?),
     ];
     if with_cert {
-        let cert = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.as_deref()) {
-            Some(text) => CurveCert::parse(text)?,
-            None => CurveCert::generate(&description.hostname(0))?,
-        };
-        files.push(("curve.cert", cert.to_text()));
+        files.push(("curve.cert", CurveCert::for_minicluster(mc)?.to_text()));
     }
     files.push((
         "objects.yaml",
