@@ -189,9 +189,18 @@ impl KubernetesLauncher {
     }
 }
 
-/// The container that runs Flux: the first one (the operator puts it where the spec does).
+/// The container that runs Flux: the one the operator marks as the pod's default container.
 fn flux_container(p: &Pod) -> Option<String> {
-    p.spec.as_ref()?.containers.first().map(|c| c.name.clone())
+    let marked = p
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(labels::DEFAULT_CONTAINER));
+    match marked {
+        Some(name) => Some(name.clone()),
+        // Not marked (made by another operator): the first container.
+        None => p.spec.as_ref()?.containers.first().map(|c| c.name.clone()),
+    }
 }
 
 fn exit_code(p: &Pod, container: Option<&str>) -> Option<i32> {

@@ -78,12 +78,15 @@ fn mc() -> MiniCluster {
 fn pod(phase: &str, exit: Option<i32>) -> Value {
     let mut status = json!({"phase": phase});
     if let Some(code) = exit {
-        status["containerStatuses"] = json!([{"name": "mc", "image": "x", "imageID": "", "ready": false,
+        status["containerStatuses"] = json!([{"name": "sidecar", "image": "y", "imageID": "", "ready": true,
+            "restartCount": 0, "state": {"running": {}}}, {"name": "mc", "image": "x", "imageID": "", "ready": false,
             "restartCount": 0, "state": {"terminated": {"exitCode": code}}}]);
     }
     json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "mc-0-abcde", "namespace": "hpc"},
-        "spec": {"containers": [{"name": "mc", "image": "x"}]},
+        "metadata": {"name": "mc-0-abcde", "namespace": "hpc",
+            "annotations": {"kubectl.kubernetes.io/default-container": "mc"}},
+        // A sidecar first: the Flux container is found by the operator's mark, not by place.
+        "spec": {"containers": [{"name": "sidecar", "image": "y"}, {"name": "mc", "image": "x"}]},
         "status": status})
 }
 

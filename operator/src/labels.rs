@@ -11,6 +11,8 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Set by Kubernetes on the pods of an Indexed Job.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
+/// The container `kubectl logs/exec` (and our launcher) pick in a broker pod: Flux's.
+pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 /// Hash of the Job's pod template; a change means the Job must be replaced.
 pub const TEMPLATE_HASH: &str = "flux-framework.org/template-hash";
 

@@ -235,6 +235,10 @@ async fn a_new_minicluster_gets_its_children_and_status() {
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["parallelism"], 4);
     assert_eq!(job["spec"]["completions"], 4);
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],
+        "mc"
+    );
     let pod = &job["spec"]["template"]["spec"];
     assert_eq!(pod["subdomain"], "flux-service");
     assert_eq!(pod["setHostnameAsFQDN"], false);

@@ -145,10 +145,15 @@ pub fn job(
         &pod.node_affinity,
     );
 
+    let mut annotations = pod.annotations.clone();
+    annotations.insert(
+        labels::DEFAULT_CONTAINER.into(),
+        containers[flux_index].name.clone(),
+    );
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels),
-            annotations: (!pod.annotations.is_empty()).then(|| pod.annotations.clone()),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
