@@ -30,6 +30,8 @@ fn main() {
             .map(|u| (format!("user{u}"), 2.0))
             .collect(),
         state: QueueState::Open,
+        pools: vec![],
+        priority: 0,
     };
     let gpus = ["A100", "H100", "V100", "L4"];
     let pools: Vec<Pool> = (0..20)
@@ -37,8 +39,7 @@ fn main() {
             name: format!("pool{i}"),
             provides: parse_tags(&[format!("gpu:{}", gpus[i % 4]), format!("zone:z{}", i % 5)])
                 .unwrap(),
-            accepts: Default::default(),
-            enabled: true,
+            ..Pool::new("", Default::default())
         })
         .collect();
     let requires: Vec<_> = (0..8)

@@ -40,7 +40,32 @@ pub struct QueueConfig {
     #[serde(default)]
     pub weights: BTreeMap<String, f64>,
     pub state: QueueState,
+    /// The pools it routes to (empty: every pool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<String>,
+    /// Among queues, higher goes first when pools are scarce.
+    #[serde(default)]
+    pub priority: i32,
 }
+
+impl QueueConfig {
+    /// A queue with the defaults of `queues create`.
+    pub fn new(name: impl Into<String>) -> QueueConfig {
+        QueueConfig {
+            name: name.into(),
+            max_running: DEFAULT_MAX_RUNNING,
+            max_depth: DEFAULT_MAX_DEPTH,
+            fairness: Fairness::Users,
+            weights: BTreeMap::new(),
+            state: QueueState::Open,
+            pools: Vec::new(),
+            priority: 0,
+        }
+    }
+}
+
+/// The default number of jobs a queue runs at once.
+pub const DEFAULT_MAX_RUNNING: u32 = 16;
 
 /// The default depth limit.
 pub const DEFAULT_MAX_DEPTH: u32 = 10_000;

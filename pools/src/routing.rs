@@ -8,26 +8,8 @@
 //!   an overlapping value (`true` on either side overlaps everything), so untagged work never
 //!   lands on a specialised pool.
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::pool::Pool;
 use crate::tags::{TagValue, Tags};
-
-/// The routing view of a pool.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Pool {
-    pub name: String,
-    #[serde(default)]
-    pub provides: Tags,
-    #[serde(default)]
-    pub accepts: Tags,
-    /// Disabled pools (draining) take no new work.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
 
 /// Whether a pool may run a job, and if not, the first reason.
 #[derive(Clone, Debug, PartialEq, Eq)]

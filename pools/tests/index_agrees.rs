@@ -21,6 +21,8 @@ proptest! {
             fairness,
             weights,
             state: QueueState::Open,
+        pools: vec![],
+        priority: 0,
         };
         let mut waiting: Vec<Queued> = jobs
             .iter()

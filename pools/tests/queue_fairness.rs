@@ -13,6 +13,8 @@ fn queue(fairness: Fairness, weights: &[(&str, f64)]) -> QueueConfig {
         fairness,
         weights: weights.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         state: QueueState::Open,
+        pools: vec![],
+        priority: 0,
     }
 }
 

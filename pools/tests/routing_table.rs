@@ -15,7 +15,7 @@ fn pool(provides: &str, accepts: &str) -> Pool {
         name: "p".into(),
         provides: tags(provides),
         accepts: tags(accepts),
-        enabled: true,
+        ..Pool::new("p", Default::default())
     }
 }
 

@@ -1,0 +1,367 @@
+//! The control plane's state behind one interface, [`Store`]: a SQLite file by default
+//! ([`sqlite`]), PostgreSQL for a shared deployment ([`postgres`]). Every method is one
+//! transaction, so a control plane killed at any point leaves either the whole change or none
+//! of it: a job is never both waiting and claimed, nor claimed twice, nor launched without a
+//! launch record.
+//!
+//! The decisions themselves (admission, which job and which pool) are the pure functions of
+//! [`crate::queue`] and [`decide`]; a backend only loads their inputs and writes the result.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pool::Pool;
+use crate::queue::{Fairness, QueueConfig, Queued, Refusal, next};
+use crate::routing::eligible;
+use crate::tags::Tags;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("{kind} {name} already exists (fix: pick another name, or update it)")]
+    Exists { kind: &'static str, name: String },
+    #[error("no {kind} named {name} (fix: list them with `minicluster {kind}s list`)")]
+    NotFound { kind: &'static str, name: String },
+    #[error("no job {0} (fix: list jobs with `minicluster jobs`)")]
+    NoJob(u64),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(
+        "no pool of queue {queue} can run a job that requires {requires} (fix: change --requires, or create a pool that provides it)"
+    )]
+    Unroutable { queue: String, requires: String },
+    #[error(
+        "pools changed since the diff was computed (revision {expected}, now {actual}) (fix: run the import again to see the new diff)"
+    )]
+    Stale { expected: u64, actual: u64 },
+    #[error("pool {0} has running launches (fix: disable it and wait for them to stop)")]
+    Busy(String),
+    #[error("job {id} is {state} and cannot be cancelled")]
+    Finished { id: u64, state: JobState },
+    #[error("stored {what} is not valid: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error(
+        "database URL {0:?} is not understood (fix: a file path, sqlite://PATH or postgres://USER@HOST/DB)"
+    )]
+    Url(String),
+}
+
+impl StoreError {
+    /// The HTTP status the control plane answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StoreError::Refused(Refusal::Full { .. }) => 429,
+            StoreError::Refused(_) | StoreError::Busy(_) | StoreError::Finished { .. } => 409,
+            StoreError::Exists { .. } | StoreError::Stale { .. } => 409,
+            StoreError::NotFound { .. } | StoreError::NoJob(_) => 404,
+            StoreError::Unroutable { .. } | StoreError::Url(_) => 400,
+            _ => 500,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// A job as submitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub queue: String,
+    pub user: String,
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub priority: i32,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub requires: Tags,
+    /// Brokers of its MiniCluster (default: the pool's size, else 1).
+    #[serde(default)]
+    pub size: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Waiting,
+    /// Handed to a launch (running, or about to).
+    Claimed,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Claimed => "claimed",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<JobState> {
+        Ok(match s {
+            "waiting" => JobState::Waiting,
+            "claimed" => JobState::Claimed,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            "cancelled" => JobState::Cancelled,
+            other => return Err(corrupt("job state", other)),
+        })
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job with what became of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    #[serde(flatten)]
+    pub spec: NewJob,
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    pub pool: Option<String>,
+    pub launch: Option<u64>,
+    /// A cancel was asked while it ran; the dispatcher stops its launch.
+    pub cancel_requested: bool,
+    /// Unix seconds.
+    pub submitted: u64,
+    pub finished: Option<u64>,
+}
+
+/// The timeline of a launch (DESIGN.md): requested → starting → started → connected →
+/// stopping → stopped, or failed with a reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LaunchState {
+    Requested,
+    Starting,
+    Started,
+    Connected,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+impl LaunchState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchState::Requested => "requested",
+            LaunchState::Starting => "starting",
+            LaunchState::Started => "started",
+            LaunchState::Connected => "connected",
+            LaunchState::Stopping => "stopping",
+            LaunchState::Stopped => "stopped",
+            LaunchState::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, LaunchState::Stopped | LaunchState::Failed)
+    }
+}
+
+impl std::fmt::Display for LaunchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchEvent {
+    pub state: LaunchState,
+    /// Unix milliseconds.
+    pub at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One MiniCluster launched for a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    pub id: u64,
+    pub job: u64,
+    pub pool: String,
+    /// The MiniCluster's name: also the launcher's idempotency key.
+    pub name: String,
+    pub state: LaunchState,
+    pub events: Vec<LaunchEvent>,
+}
+
+/// What [`Store::claim`] hands the dispatcher: the job, the pool chosen for it and the launch
+/// record written in the same transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    pub job: Job,
+    pub pool: Pool,
+    pub launch: Launch,
+}
+
+/// How a claimed job ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: JobState,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+}
+
+/// The name of the MiniCluster launched for a job: deterministic, so that a restarted
+/// control plane finds the launch it made before it was killed.
+pub fn launch_name(pool: &str, job: u64) -> String {
+    format!("{pool}-j{job}")
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What recent usage counts: jobs claimed in the last hour.
+pub const USAGE_WINDOW_MS: u64 = 3_600_000;
+
+/// A waiting job, as the dispatch decision sees it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub queued: Queued,
+    pub requires: Tags,
+}
+
+/// The dispatch decision for one queue, as a pure function of what the store loaded: the
+/// job to start next and the pool to start it on, or nothing.
+///
+/// Jobs no enabled pool of the queue can ever run are passed over (they wait for a pool);
+/// the job the queue's order picks waits, holding its place, while every pool that could run
+/// it is at its `max_launches`.
+pub fn decide<'a>(
+    q: &QueueConfig,
+    waiting: &'a [Candidate],
+    running: u32,
+    usage: &BTreeMap<String, f64>,
+    pools: &'a [Pool],
+    pool_running: &BTreeMap<String, u32>,
+) -> Option<(&'a Candidate, &'a Pool)> {
+    let of_queue: Vec<&Pool> = pools
+        .iter()
+        .filter(|p| q.pools.is_empty() || q.pools.contains(&p.name))
+        .collect();
+    let routable: Vec<&Candidate> = waiting
+        .iter()
+        .filter(|c| of_queue.iter().any(|p| eligible(&c.requires, p)))
+        .collect();
+    let queued: Vec<Queued> = routable.iter().map(|c| c.queued.clone()).collect();
+    let pick = next(q, &queued, running, usage)?;
+    let cand = routable.into_iter().find(|c| c.queued.id == pick.id)?;
+    let pool = of_queue.into_iter().find(|p| {
+        eligible(&cand.requires, p)
+            && pool_running.get(&p.name).copied().unwrap_or(0) < p.max_launches
+    })?;
+    Some((cand, pool))
+}
+
+/// Whether some pool of the queue could ever run a job with these requirements (submit
+/// refuses work that would wait forever).
+pub fn routable(q: &QueueConfig, requires: &Tags, pools: &[Pool]) -> bool {
+    pools
+        .iter()
+        .filter(|p| q.pools.is_empty() || q.pools.contains(&p.name))
+        .any(|p| eligible(requires, p))
+}
+
+/// The group a queue's fairness compares.
+pub fn fairness_group(q: &QueueConfig, user: &str, project: &str) -> String {
+    match q.fairness {
+        Fairness::Projects => project.to_string(),
+        _ => user.to_string(),
+    }
+}
+
+/// Which jobs to list.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    pub queue: Option<String>,
+    pub state: Option<JobState>,
+    pub user: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// The control plane's state. Each method is one transaction.
+pub trait Store: Send {
+    fn create_pool(&mut self, p: &Pool) -> Result<()>;
+    /// Replaces a pool (it must exist).
+    fn update_pool(&mut self, p: &Pool) -> Result<()>;
+    /// Deletes a pool with no running launches.
+    fn delete_pool(&mut self, name: &str) -> Result<()>;
+    fn pools(&mut self) -> Result<Vec<Pool>>;
+    /// Pools change only through this store; each change bumps the revision, which import
+    /// uses to refuse a diff computed against other pools.
+    fn pools_revision(&mut self) -> Result<u64>;
+    /// Creates or replaces `upserts` and deletes `deletes`, all in one transaction, if the
+    /// pools are still at revision `expected`.
+    fn import_pools(&mut self, upserts: &[Pool], deletes: &[String], expected: u64) -> Result<()>;
+
+    fn create_queue(&mut self, q: &QueueConfig) -> Result<()>;
+    fn update_queue(&mut self, q: &QueueConfig) -> Result<()>;
+    fn queues(&mut self) -> Result<Vec<QueueConfig>>;
+
+    /// Admits a job (refused when the queue is missing, full or draining, or when no pool of
+    /// it could run the job).
+    fn submit(&mut self, job: &NewJob) -> Result<u64>;
+    fn job(&mut self, id: u64) -> Result<Job>;
+    fn jobs(&mut self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// A waiting job is cancelled at once; a claimed one is marked for the dispatcher.
+    fn cancel(&mut self, id: u64) -> Result<Job>;
+
+    /// Picks the next job of a queue and a pool for it, marks it claimed and writes its
+    /// launch record, in one transaction.
+    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>>;
+    /// Appends a step to a launch's timeline.
+    fn launch_event(&mut self, launch: u64, state: LaunchState, detail: Option<&str>)
+    -> Result<()>;
+    /// Records how a claimed job ended, and ends its launch, in one transaction. A job that
+    /// is no longer claimed is left as it is (finishing twice changes nothing).
+    fn finish(&mut self, job: u64, outcome: &Outcome) -> Result<()>;
+    /// Claimed jobs with their launches: what a restarted dispatcher re-attaches to.
+    fn active(&mut self) -> Result<Vec<Claimed>>;
+    fn launches(&mut self, pool: Option<&str>, limit: u32) -> Result<Vec<Launch>>;
+}
+
+/// Opens the store a URL names: `postgres://…` or `postgresql://…`, `sqlite://PATH`, or a
+/// plain file path (SQLite).
+pub fn open(url: &str) -> Result<Box<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let _ = PostgresStore::connect(url)?;
+        return Err(StoreError::Url("postgres: not yet".into()));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::Url(url.into()));
+    }
+    Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
+}
