@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit code: the broker's (so rank 0's is the job's), 128+N when signal N ended it, 125 when
 /// the entrypoint itself could not start the broker (the message says why and how to fix it).
+/// With --exit-file, the same code is also left in a file, and a second start is refused.
 ///
 /// Examples:
 ///   entrypoint --dry-run                        # what would happen, nothing written
@@ -91,6 +92,16 @@ pub struct StartArgs {
     /// processes are killed (a second signal kills at once).
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = duration)]
     pub kill_after: Duration,
+    /// Run the work at most once and leave its exit code in FILE. Before anything is written
+    /// or run (certificate, files, hooks, broker), FILE.started is created exclusively with
+    /// this process's pid; if it already exists, the start is refused (exit 125) because it
+    /// would run the work a second time. When the broker ends, its exit code (or 125 for a
+    /// start that failed after the claim) is written to FILE, atomically, before the
+    /// entrypoint exits with it. A launcher that was itself killed can read both files later:
+    /// no FILE.started, nothing ran; its pid alive, running; FILE, finished with that code;
+    /// neither alive nor FILE, the entrypoint was killed. Remove both files to run again.
+    #[arg(long, value_name = "FILE")]
+    pub exit_file: Option<PathBuf>,
     /// Print the commands, files and environment this broker would use, and exit.
     #[arg(long)]
     pub dry_run: bool,

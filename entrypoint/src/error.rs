@@ -54,6 +54,15 @@ pub enum Error {
     /// A hook exited non-zero under `strict` logging.
     #[error("the {hook} hook exited with code {code} (strict mode stops on a failing hook)")]
     Hook { hook: &'static str, code: i32 },
+    /// `--exit-file` was claimed by an earlier start: running now would run the work twice.
+    #[error(
+        "the exit file {exit_file} was already claimed by {by} ({started} exists): this start would run the work a second time (fix: remove {started} and {exit_file} if you really want to run it again)"
+    )]
+    AlreadyStarted {
+        exit_file: PathBuf,
+        started: PathBuf,
+        by: String,
+    },
     /// SIGTERM or SIGINT arrived before the broker started.
     #[error("stopped by {0} before the broker started")]
     Stopped(&'static str),

@@ -6,6 +6,7 @@ pub mod cert;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod exit_file;
 pub mod facts;
 pub mod files;
 pub mod identity;

@@ -7,10 +7,7 @@ use minicluster_entrypoint::cli::{Cli, StartArgs, Sub};
 use minicluster_entrypoint::plan::{self, Settings};
 use minicluster_entrypoint::signals::Stop;
 use minicluster_entrypoint::supervise::StopPolicy;
-use minicluster_entrypoint::{Error, batch, facts, run};
-
-/// Exit code when the entrypoint itself could not start the broker.
-const SETUP_FAILED: u8 = 125;
+use minicluster_entrypoint::{Error, batch, exit_file, facts, run};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -20,13 +17,11 @@ fn main() -> ExitCode {
         Some(Sub::Install { dir }) => install(dir),
         None => start(&cli.start, started),
     };
-    match result {
-        Ok(code) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("entrypoint: error: {e}");
-            ExitCode::from(SETUP_FAILED)
-        }
+    if let Err(e) = &result {
+        eprintln!("entrypoint: error: {e}");
     }
+    // The same code the exit file got (run::execute), so the two never disagree.
+    ExitCode::from(exit_file::exit_code(&result))
 }
 
 fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
@@ -50,6 +45,7 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
     let settings = Settings {
         root: args.root.clone(),
         wait_timeout: args.wait_timeout,
+        exit_file: args.exit_file.clone(),
     };
     let plan = plan::build(&d, &templates, &settings, &facts)?;
     if args.dry_run {

@@ -44,6 +44,8 @@ pub struct Settings {
     /// Move every path of the description under this directory.
     pub root: Option<PathBuf>,
     pub wait_timeout: Duration,
+    /// `--exit-file`: claimed before any user work, the exit code written there at the end.
+    pub exit_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,6 +100,9 @@ pub struct Plan {
     pub environment: BTreeMap<String, String>,
     pub broker: Vec<String>,
     pub restart: Restart,
+    /// Where the exit code goes (`--exit-file`); its claim `<file>.started` is made before
+    /// the first hook or the broker runs.
+    pub exit_file: Option<PathBuf>,
 }
 
 /// Decides everything; reads nothing and writes nothing.
@@ -219,6 +224,7 @@ pub fn build(
         } else {
             Restart::Never
         },
+        exit_file: settings.exit_file.clone(),
         identity: id,
     })
 }
@@ -305,6 +311,19 @@ impl fmt::Display for Plan {
             self.resource_path.display(),
             q(&self.resource_command)
         )?;
+        if let Some(exit) = &self.exit_file {
+            writeln!(f, "\n## Exit file")?;
+            writeln!(
+                f,
+                "claim {} (created exclusively, with this pid) before the first hook or the broker; refuse to start if it exists",
+                crate::exit_file::started_path(exit).display()
+            )?;
+            writeln!(
+                f,
+                "write the exit code to {} (write + rename) when the broker ends, 125 if the start fails after the claim",
+                exit.display()
+            )?;
+        }
         if let Some(w) = &self.wait {
             writeln!(f, "\n## Wait")?;
             writeln!(
@@ -485,6 +504,32 @@ mod tests {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }
         assert!(!text.contains("secret-key"), "{text}");
+    }
+
+    #[test]
+    fn the_exit_file_is_in_the_plan_and_its_text() {
+        let d = description(1, 1);
+        let settings = Settings {
+            exit_file: Some("/tmp/mc/rank-0.exit".into()),
+            ..Settings::default()
+        };
+        let p = build(&d, &Templates::embedded(), &settings, &facts("mc-0")).unwrap();
+        assert_eq!(
+            p.exit_file.as_deref(),
+            Some(Path::new("/tmp/mc/rank-0.exit"))
+        );
+        let text = p.to_string();
+        assert!(
+            text.contains("## Exit file")
+                && text.contains("claim /tmp/mc/rank-0.exit.started")
+                && text.contains("exit code to /tmp/mc/rank-0.exit (write + rename)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["exit_file"], "/tmp/mc/rank-0.exit");
+        let without = plan_for(&d, "mc-0");
+        assert!(without.exit_file.is_none());
+        assert!(!without.to_string().contains("Exit file"));
     }
 
     #[test]

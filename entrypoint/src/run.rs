@@ -8,14 +8,41 @@ use minicluster_core::ClusterDescription;
 
 use crate::cert;
 use crate::error::{Error, Result};
+use crate::exit_file;
 use crate::files;
 use crate::plan::{Hook, Plan};
 use crate::signals::Stop;
 use crate::supervise::{self, Clock, StopPolicy};
 use crate::wait;
 
-/// Runs the plan to the end; returns the exit code for the entrypoint.
+/// Runs the plan to the end; returns the exit code for the entrypoint. With an exit file, it
+/// is claimed first (a second start is refused before anything is written) and the exit code
+/// is recorded there at the end, also when the start fails after the claim.
 pub fn execute(
+    d: &ClusterDescription,
+    plan: &Plan,
+    strict: bool,
+    stop: &Stop,
+    started: Instant,
+    policy: StopPolicy,
+) -> Result<i32> {
+    let claim = plan
+        .exit_file
+        .as_deref()
+        .map(|p| exit_file::claim(p, std::process::id()))
+        .transpose()?;
+    let result = carry_out(d, plan, strict, stop, started, policy);
+    if let Some(claim) = claim {
+        let code = exit_file::exit_code(&result);
+        match claim.record(code) {
+            Ok(()) => tracing::debug!(code, "exit code recorded in {}", claim.path().display()),
+            Err(e) => tracing::error!("recording exit code {code}: {e}"),
+        }
+    }
+    result
+}
+
+fn carry_out(
     d: &ClusterDescription,
     plan: &Plan,
     strict: bool,
