@@ -8,6 +8,10 @@ pub enum Error {
         "MiniCluster {name} is already running ({launcher}) (fix: `minicluster down {name}`, or pick another --name)"
     )]
     NameTaken { name: String, launcher: String },
+    #[error(
+        "MiniCluster {name} already started its work once ({detail}); launching it again would run that work a second time (fix: read its outcome, then `minicluster down {name}` to forget it, or pick another --name)"
+    )]
+    AlreadyStarted { name: String, detail: String },
     #[error("no MiniCluster named {0} (fix: `minicluster ls` lists them)")]
     NotFound(String),
     #[error(

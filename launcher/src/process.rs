@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result, io};
+use crate::outcome;
 use crate::state::{self, Record};
 
 pub struct ProcessLauncher {
@@ -35,7 +36,9 @@ pub struct ProcessLauncher {
     pub mode: Option<minicluster_core::Mode>,
 }
 
-/// A launch in progress, owned by the CLI that started it.
+/// A launch in progress, owned by the CLI that started it. Dropping it (or the CLI being
+/// killed) leaves the brokers running: only [`Running::wait`] and [`Running::teardown`] stop
+/// them; [`ProcessLauncher::outcome`] tells later what became of the work.
 pub struct Running {
     pub record: Record,
     pub dir: PathBuf,
@@ -45,14 +48,26 @@ pub struct Running {
 }
 
 pub use crate::RankState;
+pub use crate::outcome::Outcome;
 
 impl ProcessLauncher {
     /// Starts every broker. With `attach`, rank 0's output is ours (the command's output);
-    /// otherwise every rank writes `rank-N.log` in the MiniCluster's directory.
+    /// otherwise every rank writes `rank-N.log` in the MiniCluster's directory. Rank 0 runs
+    /// with `--exit-file <dir>/rank-0.exit`, so [`ProcessLauncher::outcome`] can tell what
+    /// became of its work from the files alone.
+    ///
+    /// A name whose earlier launch has no live ranks is cleared and launched again only when
+    /// that launch's work never started (no `rank-0.exit.started`); otherwise the launch is
+    /// refused, since clearing it would forget that the work ran, and running it again would
+    /// run it twice. Launches under one root are serialised by a lock on the root, so two
+    /// processes never both clear and start the same name.
     pub fn launch(&self, mc: &MiniCluster, persistent: bool, attach: bool) -> Result<Running> {
         let name = mc.metadata.name.clone().unwrap_or_default();
         let size = u32::try_from(mc.spec.size).unwrap_or(1);
         let max = u16::try_from(mc.spec.effective_max_size()).unwrap_or(u16::MAX);
+        // Held until every rank is spawned and recorded (the descriptor is close-on-exec, so
+        // the brokers do not inherit it).
+        let _lock = lock_root(&self.root)?;
         if let Ok(old) = Record::load(&self.root, &name) {
             if alive_ranks(&old, &self.root).iter().any(|r| r.running) {
                 return Err(Error::NameTaken {
@@ -60,8 +75,21 @@ impl ProcessLauncher {
                     launcher: old.launcher,
                 });
             }
-            // A record whose processes are gone: a launch that was killed. Clear it.
-            let _ = std::fs::remove_dir_all(state::dir(&self.root, &name));
+            let old_dir = state::dir(&self.root, &name);
+            if outcome::started_file(&old_dir).exists() {
+                let detail = match outcome::read(&self.root, &name)? {
+                    Outcome::Finished { exit_code } => {
+                        format!("it finished with exit code {exit_code}")
+                    }
+                    Outcome::Lost { reason } => reason,
+                    Outcome::Running { pid } => format!("rank 0 (pid {pid}) is still running"),
+                    Outcome::NotLaunched => "its record is gone".into(),
+                };
+                return Err(Error::AlreadyStarted { name, detail });
+            }
+            // A record whose processes are gone before the work began: a launch that was
+            // killed or refused early. Clear it.
+            let _ = std::fs::remove_dir_all(old_dir);
         }
         let base = match self.port {
             Some(p) => {
@@ -110,53 +138,106 @@ impl ProcessLauncher {
             grace: self.grace,
         };
         for rank in 0..size {
-            let mut cmd = Command::new(&self.entrypoint);
-            cmd.arg("--description")
-                .arg(&description)
-                .arg("--cert")
-                .arg(&cert)
-                .arg("--rank")
-                .arg(rank.to_string())
-                .arg("--root")
-                .arg(dir.join(format!("rank-{rank}")))
-                .env_remove("JOB_COMPLETION_INDEX")
-                // Our other programs (minicluster-rest) sit beside the entrypoint.
-                .env("PATH", path_with(self.entrypoint.parent()))
-                .stdin(Stdio::null());
-            if let Some(f) = &self.flux {
-                cmd.arg("--flux").arg(f);
-            }
-            if !(attach && rank == 0) {
-                let log = dir.join(format!("rank-{rank}.log"));
-                let f = std::fs::File::create(&log).map_err(io("create", &log))?;
-                cmd.stdout(f.try_clone().map_err(io("open", &log))?)
-                    .stderr(f);
-            }
-            // SAFETY: setsid() is async-signal-safe; it runs in the child before exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::unistd::setsid()
-                        .map(|_| ())
-                        .map_err(std::io::Error::from)
-                });
-            }
-            match cmd.spawn() {
-                Ok(child) => {
+            let spawned = self
+                .spawn_rank(rank, &dir, &description, &cert, attach)
+                .and_then(|child| {
                     running.record.pids.push(child.id() as i32);
                     running.children.push(child);
-                    running.record.save(&self.root)?;
-                }
-                Err(e) => {
-                    running.teardown();
-                    return Err(Error::Setup {
-                        what: format!("starting {}", self.entrypoint.display()),
-                        reason: e.to_string(),
-                        fix: "build it (cargo build -p minicluster-entrypoint) or pass --entrypoint PATH".into(),
-                    });
-                }
+                    running.record.save(&self.root)
+                });
+            if let Err(e) = spawned {
+                running.abandon();
+                return Err(e);
             }
         }
         Ok(running)
+    }
+
+    /// Starts the entrypoint of one rank, in its own session; rank 0 with the exit file.
+    fn spawn_rank(
+        &self,
+        rank: u32,
+        dir: &Path,
+        description: &Path,
+        cert: &Path,
+        attach: bool,
+    ) -> Result<Child> {
+        let mut cmd = Command::new(&self.entrypoint);
+        cmd.arg("--description")
+            .arg(description)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--rank")
+            .arg(rank.to_string())
+            .arg("--root")
+            .arg(dir.join(format!("rank-{rank}")))
+            .env_remove("JOB_COMPLETION_INDEX")
+            // Our other programs (minicluster-rest) sit beside the entrypoint.
+            .env("PATH", path_with(self.entrypoint.parent()))
+            .stdin(Stdio::null());
+        if rank == 0 {
+            cmd.arg("--exit-file").arg(outcome::exit_file(dir));
+        }
+        if let Some(f) = &self.flux {
+            cmd.arg("--flux").arg(f);
+        }
+        if !(attach && rank == 0) {
+            let log = dir.join(format!("rank-{rank}.log"));
+            let f = std::fs::File::create(&log).map_err(io("create", &log))?;
+            cmd.stdout(f.try_clone().map_err(io("open", &log))?)
+                .stderr(f);
+        }
+        // SAFETY: setsid() is async-signal-safe; it runs in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        cmd.spawn().map_err(|e| Error::Setup {
+            what: format!("starting {}", self.entrypoint.display()),
+            reason: e.to_string(),
+            fix: "build it (cargo build -p minicluster-entrypoint) or pass --entrypoint PATH"
+                .into(),
+        })
+    }
+
+    /// What became of launch `name`'s work, from its directory alone (also after the process
+    /// that launched it was killed): [`Outcome::NotLaunched`] (nothing was spawned: the record
+    /// is saved before any spawn), [`Outcome::Running`], [`Outcome::Finished`] with rank 0's
+    /// exit code, or [`Outcome::Lost`] when it ended without one. Changes nothing.
+    pub fn outcome(&self, name: &str) -> Result<Outcome> {
+        outcome::read(&self.root, name)
+    }
+
+    /// Removes launch `name`'s directory once its work is over, so the name reads
+    /// [`Outcome::NotLaunched`] and may be launched again: call it only after the Finished or
+    /// Lost outcome has been recorded elsewhere, as that outcome is forgotten here.
+    ///
+    /// Not [`ProcessLauncher::down`]: `down` stops whatever runs, which would cut the work
+    /// short. `forget` refuses while the work is [`Outcome::Running`]; ranks still left
+    /// behind a finished rank 0 (workers leaving with the instance) are stopped as `down`
+    /// stops them. Forgetting a name with nothing launched is not an error. Returns the
+    /// outcome that was forgotten.
+    pub fn forget(&self, name: &str) -> Result<Outcome> {
+        let _lock = lock_root(&self.root)?;
+        let outcome = self.outcome(name)?;
+        if let Outcome::Running { pid } = outcome {
+            return Err(Error::Setup {
+                what: format!("forgetting MiniCluster {name}"),
+                reason: format!("its work is still running (pid {pid})"),
+                fix: format!("wait for its outcome, or `minicluster down {name}` to stop it"),
+            });
+        }
+        let dir = state::dir(&self.root, name);
+        if let Ok(record) = Record::load(&self.root, name) {
+            stop_all(&record, &self.root, self.grace);
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+            _ => Ok(outcome),
+        }
     }
 
     /// Stops a recorded MiniCluster: SIGTERM to every rank, SIGKILL after the grace, then its
@@ -245,8 +326,25 @@ impl Running {
         }
     }
 
+    /// A launch that failed part way: kills what it started. Its directory is removed only
+    /// when rank 0 never claimed its exit file; otherwise it stays, so the launch reads as
+    /// Lost or Finished and the work is not started a second time.
+    fn abandon(&mut self) {
+        self.stop();
+        if !outcome::started_file(&self.dir).exists() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Kills whatever is left and removes the MiniCluster's directory.
     pub fn teardown(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = &self.root;
+    }
+
+    /// SIGTERM to every rank, SIGKILL to what is left after 2 s; every child reaped.
+    fn stop(&mut self) {
         for pid in &self.record.pids {
             let _ = killpg(Pid::from_raw(*pid), Signal::SIGTERM);
         }
@@ -263,8 +361,6 @@ impl Running {
         for c in &mut self.children {
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = &self.root;
     }
 
     /// Leaves the brokers running (persistent MiniClusters); `down` stops them later.
@@ -353,6 +449,14 @@ fn stop_all(record: &Record, root: &Path, grace: Duration) -> usize {
         let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
     }
     alive.len()
+}
+
+/// An exclusive lock on `root` (created if missing), released when the file is dropped.
+fn lock_root(root: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(root).map_err(io("create", root))?;
+    let f = std::fs::File::open(root).map_err(io("open", root))?;
+    f.lock().map_err(io("lock", root))?;
+    Ok(f)
 }
 
 /// `$PATH` with `dir` first.
