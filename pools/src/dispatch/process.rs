@@ -1,0 +1,244 @@
+//! Jobs on process pools: a MiniCluster of local entrypoint processes per job. What became of
+//! a launch is read from the files rank 0 writes (its claim and its exit code), never from
+//! our own child handles, so a restarted control plane sees exactly what a running one sees.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use minicluster_launcher::Error as LaunchError;
+use minicluster_launcher::outcome::started_file;
+use minicluster_launcher::process::{Outcome as Seen, ProcessLauncher};
+use minicluster_launcher::state::{self, Record};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::{Control, Executor, minicluster};
+use crate::pool::Pool;
+use crate::store::{Claimed, JobState, LaunchState, Outcome};
+
+pub struct ProcessExecutor {
+    /// Where launches keep their state, unless a pool sets `directory`.
+    pub root: PathBuf,
+    pub entrypoint: PathBuf,
+    /// The `flux` brokers run, unless a pool sets `flux` (default: flux on PATH).
+    pub flux: Option<PathBuf>,
+    /// Where rank 0's log of each job is kept.
+    pub logs: PathBuf,
+    /// How often a running launch is looked at.
+    pub poll: Duration,
+}
+
+fn ended(state: JobState, exit_code: Option<i32>, reason: impl Into<Option<String>>) -> Outcome {
+    Outcome {
+        state,
+        exit_code,
+        reason: reason.into(),
+    }
+}
+
+impl ProcessExecutor {
+    fn root_of(&self, pool: &Pool) -> PathBuf {
+        pool.set
+            .get("directory")
+            .map_or_else(|| self.root.clone(), PathBuf::from)
+    }
+
+    fn launcher(&self, pool: &Pool) -> ProcessLauncher {
+        ProcessLauncher {
+            launched: Default::default(),
+            root: self.root_of(pool),
+            entrypoint: pool
+                .set
+                .get("entrypoint")
+                .map_or_else(|| self.entrypoint.clone(), PathBuf::from),
+            flux: pool
+                .set
+                .get("flux")
+                .map(PathBuf::from)
+                .or_else(|| self.flux.clone()),
+            port: None,
+            grace: Duration::from_secs(5),
+            mode: None,
+        }
+    }
+
+    fn kept_log(&self, job: u64) -> PathBuf {
+        self.logs.join(format!("job-{job}.log"))
+    }
+}
+
+/// Whether rank 0's Flux instance answers on its local socket.
+fn connects(root: &Path, name: &str) -> bool {
+    Record::load(root, name)
+        .ok()
+        .and_then(|r| r.flux_uri)
+        .map(|u| u.trim_start_matches("local://").to_string())
+        .is_some_and(|p| std::os::unix::net::UnixStream::connect(p).is_ok())
+}
+
+/// SIGTERM to rank 0's process group: its entrypoint stops the broker, the instance ends,
+/// and rank 0 still records its exit code.
+fn stop_rank0(root: &Path, name: &str) {
+    if let Some(pid) = Record::load(root, name)
+        .ok()
+        .and_then(|r| r.pids.first().copied())
+    {
+        let _ = killpg(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn run(&self, c: &Claimed, ctl: &Control<'_>) -> Option<Outcome> {
+        let l = self.launcher(&c.pool);
+        let name = c.launch.name.as_str();
+        // A launch past `requested` was made by an earlier run of the dispatcher.
+        let mut attached = false;
+        let mut connected = false;
+        let mut stopping = false;
+        loop {
+            if ctl.shutting_down() {
+                return None;
+            }
+            let seen = match l.outcome(name) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Some(ended(
+                        JobState::Failed,
+                        None,
+                        format!("reading launch {name}: {e}"),
+                    ));
+                }
+            };
+            let began = started_file(&state::dir(&l.root, name)).exists();
+            match seen {
+                // Nothing of the work ever started: start it (again).
+                Seen::NotLaunched | Seen::Lost { .. } if !began => {
+                    if ctl.cancel_requested() {
+                        return Some(ended(
+                            JobState::Cancelled,
+                            None,
+                            "cancelled before its MiniCluster started".to_string(),
+                        ));
+                    }
+                    let mc = match minicluster::for_job(&c.job, &c.pool, name) {
+                        Ok(mc) => mc,
+                        Err(e) => return Some(ended(JobState::Failed, None, e)),
+                    };
+                    ctl.event(LaunchState::Starting, None);
+                    match l.launch(&mc, false, false) {
+                        // Dropping the handle leaves the brokers running; the files tell the rest.
+                        Ok(running) => drop(running),
+                        // Another start claimed it between our look and our launch: look again.
+                        Err(LaunchError::AlreadyStarted { .. }) => continue,
+                        Err(e) => {
+                            return Some(ended(JobState::Failed, None, format!("launch: {e}")));
+                        }
+                    }
+                    attached = true;
+                    ctl.event(
+                        LaunchState::Started,
+                        Some(&format!("{} brokers as local processes", mc.spec.size)),
+                    );
+                }
+                Seen::Lost { reason } => {
+                    let state = if stopping {
+                        JobState::Cancelled
+                    } else {
+                        JobState::Failed
+                    };
+                    return Some(ended(state, None, reason));
+                }
+                Seen::Finished { exit_code } => {
+                    return Some(match (stopping, exit_code) {
+                        (true, code) => ended(
+                            JobState::Cancelled,
+                            Some(code),
+                            "cancelled while running".to_string(),
+                        ),
+                        (false, 0) => ended(JobState::Done, Some(0), None),
+                        (false, code) => {
+                            ended(JobState::Failed, Some(code), format!("exit code {code}"))
+                        }
+                    });
+                }
+                Seen::Running { .. } | Seen::NotLaunched => {
+                    if !attached {
+                        attached = true;
+                        ctl.event(
+                            LaunchState::Started,
+                            Some("re-attached after a control plane restart"),
+                        );
+                    }
+                    if !connected && connects(&l.root, name) {
+                        connected = true;
+                        ctl.event(
+                            LaunchState::Connected,
+                            Some("rank 0's Flux instance answers"),
+                        );
+                    }
+                    if !stopping && ctl.cancel_requested() {
+                        stopping = true;
+                        ctl.event(LaunchState::Stopping, Some("cancel requested"));
+                        stop_rank0(&l.root, name);
+                    }
+                }
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+
+    fn keep_log(&self, c: &Claimed) {
+        let root = self.root_of(&c.pool);
+        let from = state::dir(&root, &c.launch.name).join("rank-0.log");
+        let to = self.kept_log(c.job.id);
+        let tmp = to.with_extension("log.tmp");
+        let copied = std::fs::create_dir_all(&self.logs)
+            .and_then(|()| std::fs::copy(&from, &tmp))
+            .and_then(|_| std::fs::rename(&tmp, &to));
+        if let Err(e) = copied {
+            tracing::debug!("keeping {}: {e}", from.display());
+        }
+    }
+
+    fn clean_up(&self, c: &Claimed) {
+        if let Err(e) = self.launcher(&c.pool).forget(&c.launch.name) {
+            tracing::warn!(launch = %c.launch.name, "cleaning up: {e}");
+        }
+    }
+
+    fn sweep(&self, active: &BTreeSet<String>) {
+        let l = self.launcher(&Pool::default());
+        for r in Record::list(&self.root) {
+            if !active.contains(&r.name) && is_job_launch(&r.name) {
+                match l.forget(&r.name) {
+                    Ok(_) => tracing::info!(launch = %r.name, "removed what a finished job left"),
+                    Err(e) => tracing::warn!(launch = %r.name, "cleaning up: {e}"),
+                }
+            }
+        }
+    }
+
+    fn log(&self, pool: &Pool, job: u64, launch: &str, offset: u64) -> Option<Vec<u8>> {
+        let kept = self.kept_log(job);
+        let path = if kept.exists() {
+            kept
+        } else {
+            state::dir(&self.root_of(pool), launch).join("rank-0.log")
+        };
+        let mut f = std::fs::File::open(path).ok()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        let mut out = Vec::new();
+        // A snapshot of at most 1 MiB per call; callers page on with the offset.
+        f.take(1 << 20).read_to_end(&mut out).ok()?;
+        Some(out)
+    }
+}
+
+/// Launch names the dispatcher makes: `<pool>-j<job>`.
+fn is_job_launch(name: &str) -> bool {
+    name.rsplit_once("-j").is_some_and(|(pool, id)| {
+        !pool.is_empty() && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+    })
+}
