@@ -26,7 +26,7 @@ pub use self::sqlite::SqliteStore;
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database: {0}")]
+    #[error("database: {}", postgres::describe(.0))]
     Postgres(#[from] ::postgres::Error),
     #[error("{kind} {name} already exists (fix: pick another name, or update it)")]
     Exists { kind: &'static str, name: String },
@@ -356,12 +356,11 @@ pub trait Store: Send {
 /// plain file path (SQLite).
 pub fn open(url: &str) -> Result<Box<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let _ = PostgresStore::connect(url)?;
-        return Err(StoreError::Url("postgres: not yet".into()));
+        return Ok(Box::new(PostgresStore::connect(url)?));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() || path.contains("://") {
-        return Err(StoreError::Url(url.into()));
+        return Err(StoreError::Url(postgres::redact(url)));
     }
     Ok(Box::new(SqliteStore::open(std::path::Path::new(path))?))
 }

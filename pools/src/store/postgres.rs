@@ -1,16 +1,748 @@
 //! The PostgreSQL store (a shared deployment): the same tables and transactions as
-//! [`super::sqlite`].
+//! [`super::sqlite`], and the same decisions ([`super::decide`] and [`crate::queue`]).
+//!
+//! Every write transaction starts with `pg_advisory_xact_lock(WRITE_LOCK)`, so the writes of
+//! all control planes on one database take turns, as `BEGIN IMMEDIATE` makes them on a SQLite
+//! file. Why a lock and not SERIALIZABLE with retry: a claim reads every waiting job of its
+//! queue, the usage of the last hour and the running launches of every pool, so two claims at
+//! once always overlap and one of them would always be retried; waiting for the lock costs
+//! the same as that retry without a retry loop in every method or any serialisation failure
+//! to tell apart from a real error. Writes are short (no I/O but the database inside them),
+//! so one writer at a time is not what limits a control plane. The transactions are READ
+//! COMMITTED: each statement after the lock sees everything the previous holder committed
+//! (a REPEATABLE READ snapshot would be taken before the wait and miss it).
 
-use super::{Result, StoreError};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Transaction};
+
+use super::{
+    Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
+    Outcome, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
+    launch_name, now_ms, routable,
+};
+use crate::pool::Pool;
+use crate::queue::{QueueConfig, Queued, admit};
+
+/// The advisory lock key every write transaction takes ("mcpools" and a version byte).
+/// Advisory locks are per database, so stores on different databases do not wait for each
+/// other.
+const WRITE_LOCK: i64 = 0x6d63_706f_6f6c_7301;
+
+/// How long a write waits for the lock before it fails (SQLite's busy timeout).
+const LOCK_TIMEOUT: &str = "10s";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PostgresStore {
-    _client: ::postgres::Client,
+    client: Client,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('pools_revision', 0) ON CONFLICT (key) DO NOTHING;
+CREATE TABLE IF NOT EXISTS pools (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id BIGSERIAL PRIMARY KEY,
+    queue TEXT NOT NULL REFERENCES queues(name),
+    "user" TEXT NOT NULL,
+    project TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    requires TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('waiting', 'claimed', 'done', 'failed', 'cancelled')),
+    exit_code INTEGER,
+    reason TEXT,
+    pool TEXT,
+    launch BIGINT,
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    submitted BIGINT NOT NULL,
+    claimed_ms BIGINT,
+    finished BIGINT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state);
+CREATE TABLE IF NOT EXISTS launches (
+    id BIGSERIAL PRIMARY KEY,
+    job BIGINT NOT NULL UNIQUE REFERENCES jobs(id),
+    pool TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
+    state TEXT NOT NULL,
+    events TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS launches_by_pool ON launches(pool, state);
+"#;
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store values serialise")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+/// A PostgreSQL error with its cause, for [`StoreError`]'s message: the error's own text is
+/// only its kind ("db error", "error connecting to server"); the cause says what happened.
+/// Neither contains the connection URL.
+pub(crate) fn describe(e: &::postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
+/// A database URL (or `key=value` connection string) fit for a message: a password, in the
+/// user info or as a `password` parameter, becomes `***`.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme) = out.find("://") {
+        let start = scheme + 3;
+        // Everything from the first ':' of the user info to the last '@' may be password
+        // (an unescaped '@' or '/' in it included): hide all of it.
+        if let Some(at) = out[start..].rfind('@').map(|i| start + i)
+            && let Some(colon) = out[start..at].find(':').map(|i| start + i)
+        {
+            out.replace_range(colon + 1..at, "***");
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let value = from + i + "password=".len();
+        let rest = &out[value..];
+        let end = match rest.chars().next() {
+            Some(q @ ('\'' | '"')) => rest[1..].find(q).map_or(rest.len(), |j| j + 2),
+            _ => rest
+                .find(|c: char| c == '&' || c.is_whitespace())
+                .unwrap_or(rest.len()),
+        };
+        out.replace_range(value..value + end, "***");
+        from = value + 3;
+    }
+    out
 }
 
 impl PostgresStore {
+    /// Connects (without TLS) to the database a `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// URL names and creates the tables it lacks.
     pub fn connect(url: &str) -> Result<Self> {
-        let client = ::postgres::Client::connect(url, ::postgres::NoTls)?;
-        let _ = StoreError::Url(String::new());
-        Ok(PostgresStore { _client: client })
+        let mut config: Config = url.parse().map_err(|_| StoreError::Url(redact(url)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("minicluster");
+        }
+        let client = config.connect(NoTls)?;
+        let mut store = PostgresStore { client };
+        // Under the write lock: two control planes starting on an empty database would
+        // otherwise race to create the same tables (and one would fail).
+        let mut tx = store.write()?;
+        tx.batch_execute(SCHEMA)?;
+        tx.commit()?;
+        Ok(store)
+    }
+
+    fn write(&mut self) -> Result<Transaction<'_>> {
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+        ))?;
+        Ok(tx)
+    }
+
+    /// A read-only transaction: one snapshot for all its statements.
+    fn read(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?)
+    }
+
+    /// Jobs by state, for a queue: (waiting, claimed, finished in any way).
+    pub fn counts(&mut self, queue: &str) -> Result<(u32, u32, u32)> {
+        let mut tx = self.read()?;
+        let rows = tx.query(
+            "SELECT state, COUNT(*) FROM jobs WHERE queue = $1 GROUP BY state",
+            &[&queue],
+        )?;
+        let mut out = (0, 0, 0);
+        for r in rows {
+            let n = count(&r, 1)?;
+            match r.try_get::<_, &str>(0)? {
+                "waiting" => out.0 = n,
+                "claimed" => out.1 = n,
+                _ => out.2 += n,
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn count(r: &Row, idx: usize) -> Result<u32> {
+    let n: i64 = r.try_get(idx)?;
+    u32::try_from(n).map_err(|e| corrupt("count", e))
+}
+
+fn count_one(c: &mut impl GenericClient, sql: &str, name: &str) -> Result<u32> {
+    count(&c.query_one(sql, &[&name])?, 0)
+}
+
+fn bump_revision(c: &mut impl GenericClient) -> Result<()> {
+    c.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'pools_revision'",
+        &[],
+    )?;
+    Ok(())
+}
+
+fn revision(c: &mut impl GenericClient) -> Result<u64> {
+    let r = c.query_one("SELECT value FROM meta WHERE key = 'pools_revision'", &[])?;
+    Ok(r.try_get::<_, i64>(0)? as u64)
+}
+
+fn all_pools(c: &mut impl GenericClient) -> Result<Vec<Pool>> {
+    c.query("SELECT body FROM pools ORDER BY name", &[])?
+        .iter()
+        .map(|r| parse("pool", r.try_get(0)?))
+        .collect()
+}
+
+fn queue_in(c: &mut impl GenericClient, name: &str) -> Result<QueueConfig> {
+    let row = c
+        .query_opt("SELECT body FROM queues WHERE name = $1", &[&name])?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "queue",
+            name: name.into(),
+        })?;
+    parse("queue", row.try_get(0)?)
+}
+
+const BUSY: &str =
+    "SELECT COUNT(*) FROM launches WHERE pool = $1 AND state NOT IN ('stopped', 'failed')";
+
+const JOB_COLUMNS: &str =
+    "id, spec, state, exit_code, reason, pool, launch, cancel_requested, submitted, finished";
+
+fn job_of(r: &Row) -> Result<Job> {
+    Ok(Job {
+        id: r.try_get::<_, i64>(0)? as u64,
+        spec: parse::<NewJob>("job", r.try_get(1)?)?,
+        state: JobState::parse(r.try_get(2)?)?,
+        exit_code: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        pool: r.try_get(5)?,
+        launch: r.try_get::<_, Option<i64>>(6)?.map(|l| l as u64),
+        cancel_requested: r.try_get(7)?,
+        submitted: r.try_get::<_, i64>(8)? as u64,
+        finished: r.try_get::<_, Option<i64>>(9)?.map(|f| f as u64),
+    })
+}
+
+fn job_in(c: &mut impl GenericClient, id: u64) -> Result<Job> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+            &[&(id as i64)],
+        )?
+        .ok_or(StoreError::NoJob(id))?;
+    job_of(&row)
+}
+
+const LAUNCH_COLUMNS: &str = "id, job, pool, name, state, events";
+
+fn launch_of(r: &Row) -> Result<Launch> {
+    let events: Vec<LaunchEvent> = parse("launch timeline", r.try_get(5)?)?;
+    Ok(Launch {
+        id: r.try_get::<_, i64>(0)? as u64,
+        job: r.try_get::<_, i64>(1)? as u64,
+        pool: r.try_get(2)?,
+        name: r.try_get(3)?,
+        state: events.last().map_or(LaunchState::Requested, |e| e.state),
+        events,
+    })
+}
+
+fn launch_of_job(c: &mut impl GenericClient, job: u64) -> Result<Option<Launch>> {
+    c.query_opt(
+        &format!("SELECT {LAUNCH_COLUMNS} FROM launches WHERE job = $1"),
+        &[&(job as i64)],
+    )?
+    .as_ref()
+    .map(launch_of)
+    .transpose()
+}
+
+impl Store for PostgresStore {
+    fn create_pool(&mut self, p: &Pool) -> Result<()> {
+        let mut tx = self.write()?;
+        let n = tx.execute(
+            "INSERT INTO pools (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&p.name, &json(p)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Exists {
+                kind: "pool",
+                name: p.name.clone(),
+            });
+        }
+        bump_revision(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn update_pool(&mut self, p: &Pool) -> Result<()> {
+        let mut tx = self.write()?;
+        let n = tx.execute(
+            "UPDATE pools SET body = $2 WHERE name = $1",
+            &[&p.name, &json(p)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                kind: "pool",
+                name: p.name.clone(),
+            });
+        }
+        bump_revision(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete_pool(&mut self, name: &str) -> Result<()> {
+        let mut tx = self.write()?;
+        if count_one(&mut tx, BUSY, name)? > 0 {
+            return Err(StoreError::Busy(name.into()));
+        }
+        let n = tx.execute("DELETE FROM pools WHERE name = $1", &[&name])?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                kind: "pool",
+                name: name.into(),
+            });
+        }
+        bump_revision(&mut tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn pools(&mut self) -> Result<Vec<Pool>> {
+        let mut tx = self.read()?;
+        let pools = all_pools(&mut tx)?;
+        tx.commit()?;
+        Ok(pools)
+    }
+
+    fn pools_revision(&mut self) -> Result<u64> {
+        let mut tx = self.read()?;
+        let rev = revision(&mut tx)?;
+        tx.commit()?;
+        Ok(rev)
+    }
+
+    fn import_pools(&mut self, upserts: &[Pool], deletes: &[String], expected: u64) -> Result<()> {
+        let mut tx = self.write()?;
+        let actual = revision(&mut tx)?;
+        if actual != expected {
+            return Err(StoreError::Stale { expected, actual });
+        }
+        for name in deletes {
+            if count_one(&mut tx, BUSY, name)? > 0 {
+                return Err(StoreError::Busy(name.clone()));
+            }
+            tx.execute("DELETE FROM pools WHERE name = $1", &[name])?;
+        }
+        for p in upserts {
+            tx.execute(
+                "INSERT INTO pools (name, body) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                &[&p.name, &json(p)],
+            )?;
+        }
+        if !upserts.is_empty() || !deletes.is_empty() {
+            bump_revision(&mut tx)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn create_queue(&mut self, q: &QueueConfig) -> Result<()> {
+        let mut tx = self.write()?;
+        let n = tx.execute(
+            "INSERT INTO queues (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&q.name, &json(q)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Exists {
+                kind: "queue",
+                name: q.name.clone(),
+            });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn update_queue(&mut self, q: &QueueConfig) -> Result<()> {
+        let mut tx = self.write()?;
+        let n = tx.execute(
+            "UPDATE queues SET body = $2 WHERE name = $1",
+            &[&q.name, &json(q)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                kind: "queue",
+                name: q.name.clone(),
+            });
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn queues(&mut self) -> Result<Vec<QueueConfig>> {
+        let mut tx = self.read()?;
+        let queues = tx
+            .query("SELECT body FROM queues ORDER BY name", &[])?
+            .iter()
+            .map(|r| parse("queue", r.try_get(0)?))
+            .collect::<Result<_>>()?;
+        tx.commit()?;
+        Ok(queues)
+    }
+
+    fn submit(&mut self, job: &NewJob) -> Result<u64> {
+        let mut tx = self.write()?;
+        let q = queue_in(&mut tx, &job.queue)?;
+        let waiting = count_one(
+            &mut tx,
+            "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'waiting'",
+            &job.queue,
+        )?;
+        admit(&q, waiting)?;
+        if !routable(&q, &job.requires, &all_pools(&mut tx)?) {
+            return Err(StoreError::Unroutable {
+                queue: q.name.clone(),
+                requires: json(&job.requires),
+            });
+        }
+        let row = tx.query_one(
+            r#"INSERT INTO jobs (queue, "user", project, priority, requires, spec, state, submitted) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7) RETURNING id"#,
+            &[
+                &job.queue,
+                &job.user,
+                &job.project,
+                &job.priority,
+                &json(&job.requires),
+                &json(job),
+                &(now_s() as i64),
+            ],
+        )?;
+        let id = row.try_get::<_, i64>(0)? as u64;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn job(&mut self, id: u64) -> Result<Job> {
+        let mut tx = self.read()?;
+        let job = job_in(&mut tx, id)?;
+        tx.commit()?;
+        Ok(job)
+    }
+
+    fn jobs(&mut self, f: &JobFilter) -> Result<Vec<Job>> {
+        let mut tx = self.read()?;
+        let rows = tx.query(
+            &format!(
+                r#"SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::TEXT IS NULL OR queue = $1) AND ($2::TEXT IS NULL OR state = $2) AND ($3::TEXT IS NULL OR "user" = $3) ORDER BY id DESC LIMIT $4"#
+            ),
+            &[
+                &f.queue,
+                &f.state.map(JobState::as_str),
+                &f.user,
+                &f.limit.map(i64::from),
+            ],
+        )?;
+        let jobs = rows.iter().map(job_of).collect::<Result<_>>()?;
+        tx.commit()?;
+        Ok(jobs)
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<Job> {
+        let mut tx = self.write()?;
+        let job = job_in(&mut tx, id)?;
+        match job.state {
+            JobState::Waiting => {
+                tx.execute(
+                    "UPDATE jobs SET state = 'cancelled', reason = 'cancelled before it started', finished = $2 WHERE id = $1",
+                    &[&(id as i64), &(now_s() as i64)],
+                )?;
+            }
+            JobState::Claimed => {
+                tx.execute(
+                    "UPDATE jobs SET cancel_requested = TRUE WHERE id = $1",
+                    &[&(id as i64)],
+                )?;
+            }
+            state => return Err(StoreError::Finished { id, state }),
+        }
+        let job = job_in(&mut tx, id)?;
+        tx.commit()?;
+        Ok(job)
+    }
+
+    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>> {
+        let mut tx = self.write()?;
+        let q = queue_in(&mut tx, queue)?;
+        let running = count_one(
+            &mut tx,
+            "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'claimed'",
+            queue,
+        )?;
+        let mut waiting: Vec<Candidate> = Vec::new();
+        for r in tx.query(
+            r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' ORDER BY id"#,
+            &[&queue],
+        )? {
+            let id = r.try_get::<_, i64>(0)? as u64;
+            waiting.push(Candidate {
+                queued: Queued {
+                    id,
+                    user: r.try_get(1)?,
+                    project: r.try_get(2)?,
+                    priority: r.try_get(3)?,
+                    seq: id,
+                },
+                requires: parse("job requires", r.try_get(4)?)?,
+            });
+        }
+        if waiting.is_empty() {
+            return Ok(None);
+        }
+        let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
+        let mut usage: BTreeMap<String, f64> = BTreeMap::new();
+        for r in tx.query(
+            r#"SELECT "user", project, COUNT(*) FROM jobs WHERE queue = $1 AND claimed_ms >= $2 GROUP BY "user", project"#,
+            &[&queue, &since],
+        )? {
+            let n = r.try_get::<_, i64>(2)? as f64;
+            *usage
+                .entry(fairness_group(&q, r.try_get(0)?, r.try_get(1)?))
+                .or_default() += n;
+        }
+        let pools: Vec<Pool> = all_pools(&mut tx)?
+            .into_iter()
+            .filter(|p| p.enabled)
+            .collect();
+        let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
+        for r in tx.query(
+            "SELECT pool, COUNT(*) FROM launches WHERE state NOT IN ('stopped', 'failed') GROUP BY pool",
+            &[],
+        )? {
+            pool_running.insert(r.try_get(0)?, count(&r, 1)?);
+        }
+        let Some((cand, pool)) = decide(&q, &waiting, running, &usage, &pools, &pool_running)
+        else {
+            return Ok(None);
+        };
+        let (id, pool) = (cand.queued.id, pool.clone());
+        let name = launch_name(&pool.name, id);
+        let events = vec![LaunchEvent {
+            state: LaunchState::Requested,
+            at: now_ms(),
+            detail: None,
+        }];
+        let launch_id: i64 = tx
+            .query_one(
+                "INSERT INTO launches (job, pool, name, state, events) VALUES ($1, $2, $3, 'requested', $4) RETURNING id",
+                &[&(id as i64), &pool.name, &name, &json(&events)],
+            )?
+            .try_get(0)?;
+        let changed = tx.execute(
+            "UPDATE jobs SET state = 'claimed', pool = $2, launch = $3, claimed_ms = $4 WHERE id = $1 AND state = 'waiting'",
+            &[&(id as i64), &pool.name, &launch_id, &(now_ms() as i64)],
+        )?;
+        if changed != 1 {
+            return Err(corrupt("job", format!("job {id} changed during its claim")));
+        }
+        let job = job_in(&mut tx, id)?;
+        let launch = launch_of_job(&mut tx, id)?.expect("written above");
+        tx.commit()?;
+        Ok(Some(Claimed { job, pool, launch }))
+    }
+
+    fn launch_event(
+        &mut self,
+        launch: u64,
+        state: LaunchState,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.write()?;
+        let Some(row) = tx.query_opt(
+            "SELECT events FROM launches WHERE id = $1",
+            &[&(launch as i64)],
+        )?
+        else {
+            return Err(StoreError::NotFound {
+                kind: "launch",
+                name: launch.to_string(),
+            });
+        };
+        let mut events: Vec<LaunchEvent> = parse("launch timeline", row.try_get(0)?)?;
+        events.push(LaunchEvent {
+            state,
+            at: now_ms(),
+            detail: detail.map(String::from),
+        });
+        tx.execute(
+            "UPDATE launches SET state = $2, events = $3 WHERE id = $1",
+            &[&(launch as i64), &state.as_str(), &json(&events)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish(&mut self, job: u64, outcome: &Outcome) -> Result<()> {
+        let mut tx = self.write()?;
+        let changed = tx.execute(
+            "UPDATE jobs SET state = $2, exit_code = $3, reason = $4, finished = $5 WHERE id = $1 AND state = 'claimed'",
+            &[
+                &(job as i64),
+                &outcome.state.as_str(),
+                &outcome.exit_code,
+                &outcome.reason,
+                &(now_s() as i64),
+            ],
+        )?;
+        if changed == 1
+            && let Some(l) = launch_of_job(&mut tx, job)?
+            && !l.state.is_final()
+        {
+            let mut events = l.events;
+            let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none() {
+                LaunchState::Failed
+            } else {
+                LaunchState::Stopped
+            };
+            events.push(LaunchEvent {
+                state,
+                at: now_ms(),
+                detail: outcome.reason.clone(),
+            });
+            tx.execute(
+                "UPDATE launches SET state = $2, events = $3 WHERE id = $1",
+                &[&(l.id as i64), &state.as_str(), &json(&events)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn active(&mut self) -> Result<Vec<Claimed>> {
+        let mut tx = self.read()?;
+        let ids: Vec<i64> = tx
+            .query(
+                "SELECT id FROM jobs WHERE state = 'claimed' ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<_, _>>()?;
+        let pools: BTreeMap<String, Pool> = all_pools(&mut tx)?
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            let job = job_in(&mut tx, id as u64)?;
+            let launch = launch_of_job(&mut tx, id as u64)?
+                .ok_or_else(|| corrupt("job", format!("claimed job {id} has no launch")))?;
+            // A pool deleted while its job ran is gone from the table; the launch still names it.
+            let pool = pools
+                .get(&launch.pool)
+                .cloned()
+                .unwrap_or_else(|| Pool::new(launch.pool.clone(), Default::default()));
+            out.push(Claimed { job, pool, launch });
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn launches(&mut self, pool: Option<&str>, limit: u32) -> Result<Vec<Launch>> {
+        let mut tx = self.read()?;
+        let launches = tx
+            .query(
+                &format!(
+                    "SELECT {LAUNCH_COLUMNS} FROM launches WHERE ($1::TEXT IS NULL OR pool = $1) ORDER BY id DESC LIMIT $2"
+                ),
+                &[&pool, &i64::from(limit)],
+            )?
+            .iter()
+            .map(launch_of)
+            .collect::<Result<_>>()?;
+        tx.commit()?;
+        Ok(launches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords() {
+        for (url, want) in [
+            (
+                "postgres://mc:hunter2@db.example:5432/mc",
+                "postgres://mc:***@db.example:5432/mc",
+            ),
+            (
+                "postgresql://mc:p@ss/w0rd@db/mc?sslmode=disable",
+                "postgresql://mc:***@db/mc?sslmode=disable",
+            ),
+            ("postgres://mc@db/mc", "postgres://mc@db/mc"),
+            (
+                "postgres://mc@db/mc?password=hunter2&application_name=x",
+                "postgres://mc@db/mc?password=***&application_name=x",
+            ),
+            (
+                "host=db user=mc password='hunter 2' dbname=mc",
+                "host=db user=mc password=*** dbname=mc",
+            ),
+            ("host=db PASSWORD=hunter2", "host=db PASSWORD=***"),
+        ] {
+            assert_eq!(redact(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn errors_do_not_show_the_password() {
+        for url in [
+            // Nothing listens on port 1.
+            "postgres://mc:hunter2@127.0.0.1:1/mc",
+            "postgres://mc:hunter2@127.0.0.1:notaport/mc",
+            "postgres://mc@127.0.0.1:1/mc?password=hunter2&nonsense=1",
+            "host=127.0.0.1 port=1 password=hunter2 user='unterminated",
+        ] {
+            let e = PostgresStore::connect(url).err().expect("no server there");
+            let msg = format!("{e} {e:?}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
     }
 }
