@@ -84,6 +84,37 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Run the control plane for batch work: pools, queues and jobs over HTTP, with its state
+    /// in a database (a SQLite file by default, or PostgreSQL), and a dispatcher that launches a
+    /// MiniCluster per job on an eligible pool.
+    ///
+    /// Examples:
+    ///   minicluster serve                                    # 127.0.0.1:7878, SQLite in the state dir
+    ///   minicluster serve --database postgres://mc@db/mc --listen 0.0.0.0:7878
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Pools: where MiniClusters for batch work are launched (a launcher type, its fields, a
+    /// MiniCluster template, tags, limits).
+    #[command(subcommand)]
+    Pools(PoolsCommand),
+    /// Queues: who runs how much, in what order (limits, priority, fairness).
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// Submit a job to the control plane: it waits in its queue, then runs on a MiniCluster of
+    /// a pool that provides what it requires.
+    ///
+    /// Examples:
+    ///   minicluster submit -- hostname
+    ///   minicluster submit --queue gpu --requires gpu:A100,H100 --size 2 -- ./train
+    ///   minicluster submit --wait -- sh -c 'exit 3'; echo $?   # 3
+    #[command(verbatim_doc_comment)]
+    Submit(SubmitArgs),
+    /// List the control plane's jobs, newest first.
+    Jobs(JobsArgs),
+    /// One job: its state, pool, exit code and launch timeline.
+    Job(JobArgs),
+    /// Cancel a job: a waiting one at once, a running one by stopping its MiniCluster.
+    Cancel(JobArgs),
     /// Write the operator's manifests (CRD, RBAC, Deployment), as committed under deploy/.
     ///
     /// Example: minicluster manifests --out deploy && kubectl apply -f deploy/
@@ -214,11 +245,242 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    pub name: String,
+    /// The MiniCluster (see `minicluster ls`).
+    #[arg(required_unless_present = "job")]
+    pub name: Option<String>,
+    /// A job of the control plane instead: rank 0's output of its MiniCluster.
+    #[arg(long, value_name = "ID", conflicts_with = "name")]
+    pub job: Option<u64>,
+    #[command(flatten)]
+    pub server: ServerArg,
     /// Which broker.
     #[arg(long, default_value_t = 0)]
     pub rank: u32,
     /// Keep printing as the log grows.
     #[arg(short, long)]
     pub follow: bool,
+}
+
+/// Where the control plane is.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArg {
+    /// The control plane's URL.
+    #[arg(
+        long,
+        env = "MINICLUSTER_SERVER",
+        default_value = "http://127.0.0.1:7878",
+        value_name = "URL",
+        global = true
+    )]
+    pub server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to serve the HTTP API on.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// A SQLite file (default: control.db in the state directory), sqlite://PATH, or
+    /// postgres://USER@HOST/DB for a shared deployment.
+    #[arg(long, env = "MINICLUSTER_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// Where launches and job logs are kept (default: $MINICLUSTER_STATE_DIR/control, else
+    /// ~/.local/state/minicluster/control).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The flux process pools' brokers run (default: flux on PATH).
+    #[arg(long, env = "FLUX_BIN", value_name = "PATH")]
+    pub flux: Option<PathBuf>,
+    /// The entrypoint binary (default: beside minicluster, else on PATH).
+    #[arg(long, env = "MINICLUSTER_ENTRYPOINT", value_name = "PATH")]
+    pub entrypoint: Option<PathBuf>,
+}
+
+/// The fields of a pool that `create` and `update` take.
+#[derive(Args, Debug)]
+pub struct PoolFields {
+    /// Launcher fields, key=value (several per flag with commas): size, image, serverHost,
+    /// concurrency, env.NAME; process: directory, flux, entrypoint; docker: dockerHost;
+    /// kubernetes: namespace, serviceAccount, nodeSelector, tolerations, resources,
+    /// imagePullPolicy, labels, annotations, activeDeadlineSeconds, volumes, noOperator.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A tag the pool provides: KEY:VALUE[,VALUE…] or KEY:true (one flag per key).
+    #[arg(long, value_name = "TAG")]
+    pub provides: Vec<String>,
+    /// A tag a job must require for this pool to take it (the pool also provides it).
+    #[arg(long, value_name = "TAG")]
+    pub accepts: Vec<String>,
+    /// The MiniCluster YAML each launch starts from.
+    #[arg(short = 'f', long = "file", value_name = "TEMPLATE.yaml")]
+    pub template: Option<PathBuf>,
+    /// MiniClusters of this pool running at once (default 4).
+    #[arg(long, value_name = "N")]
+    pub max_launches: Option<u32>,
+    /// How long a warm MiniCluster with no work is kept: 90s, 5m, 1h (default 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolsCommand {
+    /// Create a pool.
+    ///
+    /// Examples:
+    ///   minicluster pools create cpu --type process --set size=2
+    ///   minicluster pools create a100 --type kubernetes --set namespace=hpc --provides gpu:A100 --accepts gpu:A100,H100 -f mc.yaml
+    #[command(verbatim_doc_comment)]
+    Create {
+        name: String,
+        /// process, docker or kubernetes.
+        #[arg(long = "type", value_name = "TYPE", default_value = "process")]
+        launcher: String,
+        #[command(flatten)]
+        fields: PoolFields,
+    },
+    /// List pools.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one pool.
+    Get {
+        name: String,
+    },
+    /// Change a pool: the flags given replace those fields (tags and sets are merged by key).
+    Update {
+        name: String,
+        #[command(flatten)]
+        fields: PoolFields,
+    },
+    /// Delete a pool (refused while it has running launches: disable it first).
+    Delete {
+        name: String,
+    },
+    /// Stop assigning work to a pool; its running work finishes.
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+    /// A pool's launches and their timelines.
+    Launches {
+        name: String,
+        /// Keep the table up to date until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the pools as TOML.
+    Export {
+        /// The file (default: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Only these pools.
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+    },
+    /// Make the server's pools match a TOML file: pools in it are created or updated, pools
+    /// missing from it are deleted (only those named by --only, when given). Prints the diff
+    /// first; applying is refused if the pools changed since.
+    Import {
+        file: PathBuf,
+        /// Print the diff and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Limit the import to these pools.
+        #[arg(long, value_name = "NAME")]
+        only: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueuesCommand {
+    /// Create a queue.
+    ///
+    /// Example: minicluster queues create gpu --pools a100,h100 --max-running 8 --fairness users --weights alice=2
+    #[command(verbatim_doc_comment)]
+    Create {
+        name: String,
+        /// The pools it routes to (default: every pool).
+        #[arg(long, value_delimiter = ',', value_name = "POOL,…")]
+        pools: Vec<String>,
+        /// Jobs running at once (default 16).
+        #[arg(long, value_name = "N")]
+        max_running: Option<u32>,
+        /// Jobs waiting at most; a full queue refuses submissions (default 10000).
+        #[arg(long, value_name = "N")]
+        max_depth: Option<u32>,
+        /// Among queues, higher is dispatched first.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// none (FIFO within a priority), users or projects (weighted fair share by recent use).
+        #[arg(long, default_value = "users", value_name = "POLICY")]
+        fairness: String,
+        /// Weights of users or projects: NAME=W,… (default 1 each).
+        #[arg(long, value_delimiter = ',', value_name = "NAME=W,…")]
+        weights: Vec<String>,
+    },
+    /// List queues with their job counts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop dispatching (submissions are still taken).
+    Pause { name: String },
+    /// Dispatch and take submissions again.
+    Resume { name: String },
+    /// Take no new submissions; dispatch what waits.
+    Drain { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// A tag the job requires: KEY:VALUE[,VALUE…] (any of these) or KEY:true (any value).
+    #[arg(long, value_name = "TAG")]
+    pub requires: Vec<String>,
+    /// Brokers of its MiniCluster (default: the pool's).
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Higher runs first within the queue (never preempts).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// Who submits (default: $USER).
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, default_value = "")]
+    pub project: String,
+    /// Wait for the job, print its output and exit with its exit code.
+    #[arg(long)]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(last = true, value_name = "CMD", required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// waiting, claimed, done, failed or cancelled.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    pub id: u64,
+    #[arg(long)]
+    pub json: bool,
 }

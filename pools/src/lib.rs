@@ -5,6 +5,7 @@ pub mod dispatch;
 pub mod pool;
 pub mod queue;
 pub mod routing;
+pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tags;

@@ -20,7 +20,7 @@ pub enum LauncherType {
 
 impl std::fmt::Display for LauncherType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             LauncherType::Process => "process",
             LauncherType::Docker => "docker",
             LauncherType::Kubernetes => "kubernetes",

@@ -26,7 +26,7 @@ fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
 }
 
 /// `--entrypoint`, else the one installed beside this binary, else on PATH.
-fn find_entrypoint(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(crate) fn find_entrypoint(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
         return Ok(p);
     }
@@ -449,8 +449,11 @@ fn docker_running(name: &str) -> usize {
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
+    let Some(name) = &args.name else {
+        return super::control::job_logs(&args.server.server, args.job.unwrap_or(0), args.follow);
+    };
     let root = state::root();
-    let record = Record::load(&root, &args.name)?;
+    let record = Record::load(&root, name)?;
     if args.rank >= record.size {
         bail!(
             "rank {} is not in {} (ranks 0-{})",

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod control;
 mod launch;
 mod render;
 
@@ -13,8 +14,20 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Down(a) => launch::down(&a),
         Command::Status(a) => launch::status(&a),
         Command::Logs(a) => launch::logs(&a),
+        Command::Serve(a) => control::serve(&a),
+        Command::Pools(c) => control::pools(&server(), &c),
+        Command::Queues(c) => control::queues(&server(), &c),
+        Command::Submit(a) => control::submit(&server(), &a),
+        Command::Jobs(a) => control::jobs(&server(), &a),
+        Command::Job(a) => control::job(&server(), &a),
+        Command::Cancel(a) => control::cancel(&server(), &a),
         other => run_other(other).map(|()| 0),
     }
+}
+
+/// The control plane's URL: `--server` is on `logs`; elsewhere MINICLUSTER_SERVER or the default.
+fn server() -> String {
+    std::env::var("MINICLUSTER_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7878".into())
 }
 
 fn run_other(command: Command) -> anyhow::Result<()> {
