@@ -116,7 +116,10 @@ pub enum FieldKind {
 
 /// The launcher fields each type takes (`--set key=value`), with what they mean. Fields of
 /// every type are in `COMMON`.
-pub const COMMON: &[(&str, FieldKind, &str)] = &[
+/// Fields of a launcher type: name, kind, what it means.
+pub type FieldTable = &'static [(&'static str, FieldKind, &'static str)];
+
+pub const COMMON: FieldTable = &[
     (
         "size",
         FieldKind::Count,
@@ -139,7 +142,7 @@ pub const COMMON: &[(&str, FieldKind, &str)] = &[
     ),
 ];
 
-pub const FIELDS: &[(LauncherType, &[(&str, FieldKind, &str)])] = &[
+pub const FIELDS: &[(LauncherType, FieldTable)] = &[
     (
         LauncherType::Process,
         &[
@@ -222,7 +225,7 @@ pub const FIELDS: &[(LauncherType, &[(&str, FieldKind, &str)])] = &[
     ),
 ];
 
-fn fields_of(t: LauncherType) -> &'static [(&'static str, FieldKind, &'static str)] {
+fn fields_of(t: LauncherType) -> FieldTable {
     FIELDS
         .iter()
         .find(|(k, _)| *k == t)

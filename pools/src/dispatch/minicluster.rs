@@ -51,10 +51,10 @@ pub fn for_job(job: &Job, pool: &Pool, name: &str) -> Result<MiniCluster, String
     mc.spec.tasks = mc.spec.tasks.max(mc.spec.size);
     let idx = mc.spec.flux_container_index().unwrap_or(0);
     if let Some(c) = mc.spec.containers.get_mut(idx) {
-        if pool.template.is_some() {
-            if let Some(img) = pool.set.get("image") {
-                c.image = img.clone();
-            }
+        if pool.template.is_some()
+            && let Some(img) = pool.set.get("image")
+        {
+            c.image = img.clone();
         }
         if !job.spec.command.is_empty() {
             c.command = Some(shell_words::join(&job.spec.command));

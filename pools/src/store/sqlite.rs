@@ -152,20 +152,7 @@ fn queue_in(conn: &Connection, name: &str) -> Result<QueueConfig> {
 const JOB_COLUMNS: &str =
     "id, spec, state, exit_code, reason, pool, launch, cancel_requested, submitted, finished";
 
-fn job_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(
-    i64,
-    String,
-    String,
-    Option<i32>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    bool,
-    i64,
-    Option<i64>,
-)> {
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -614,27 +601,25 @@ impl Store for SqliteStore {
                 now_s() as i64
             ],
         )?;
-        if changed == 1 {
-            if let Some(l) = launch_of_job(&tx, job)? {
-                if !l.state.is_final() {
-                    let mut events = l.events;
-                    let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none()
-                    {
-                        LaunchState::Failed
-                    } else {
-                        LaunchState::Stopped
-                    };
-                    events.push(LaunchEvent {
-                        state,
-                        at: now_ms(),
-                        detail: outcome.reason.clone(),
-                    });
-                    tx.execute(
-                        "UPDATE launches SET state = ?2, events = ?3 WHERE id = ?1",
-                        params![l.id as i64, state.as_str(), json(&events)],
-                    )?;
-                }
-            }
+        if changed == 1
+            && let Some(l) = launch_of_job(&tx, job)?
+            && !l.state.is_final()
+        {
+            let mut events = l.events;
+            let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none() {
+                LaunchState::Failed
+            } else {
+                LaunchState::Stopped
+            };
+            events.push(LaunchEvent {
+                state,
+                at: now_ms(),
+                detail: outcome.reason.clone(),
+            });
+            tx.execute(
+                "UPDATE launches SET state = ?2, events = ?3 WHERE id = ?1",
+                params![l.id as i64, state.as_str(), json(&events)],
+            )?;
         }
         tx.commit()?;
         Ok(())
