@@ -11,6 +11,17 @@ pub struct Cli {
     /// More output (-v: info, -vv: debug). MINICLUSTER_LOG overrides (e.g. MINICLUSTER_LOG=debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// The control plane's URL (serve's clients: pools, queues, submit, jobs, job, cancel,
+    /// logs --job).
+    #[arg(
+        long,
+        env = "MINICLUSTER_SERVER",
+        default_value = "http://127.0.0.1:7878",
+        value_name = "URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub server: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -84,9 +95,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Run the control plane for batch work: pools, queues and jobs over HTTP, with its state
-    /// in a database (a SQLite file by default, or PostgreSQL), and a dispatcher that launches a
-    /// MiniCluster per job on an eligible pool.
+    /// Run the control plane for batch work: pools, queues and jobs over HTTP.
+    ///
+    /// Its state is in a database (a SQLite file by default, or PostgreSQL); a dispatcher
+    /// launches a MiniCluster per job on an eligible pool.
     ///
     /// Examples:
     ///   minicluster serve                                    # 127.0.0.1:7878, SQLite in the state dir
@@ -100,8 +112,10 @@ pub enum Command {
     /// Queues: who runs how much, in what order (limits, priority, fairness).
     #[command(subcommand)]
     Queues(QueuesCommand),
-    /// Submit a job to the control plane: it waits in its queue, then runs on a MiniCluster of
-    /// a pool that provides what it requires.
+    /// Submit a job to the control plane (prints its id).
+    ///
+    /// It waits in its queue, then runs on a MiniCluster of a pool that provides what it
+    /// requires.
     ///
     /// Examples:
     ///   minicluster submit -- hostname
@@ -251,28 +265,13 @@ pub struct LogsArgs {
     /// A job of the control plane instead: rank 0's output of its MiniCluster.
     #[arg(long, value_name = "ID", conflicts_with = "name")]
     pub job: Option<u64>,
-    #[command(flatten)]
-    pub server: ServerArg,
+
     /// Which broker.
     #[arg(long, default_value_t = 0)]
     pub rank: u32,
     /// Keep printing as the log grows.
     #[arg(short, long)]
     pub follow: bool,
-}
-
-/// Where the control plane is.
-#[derive(Args, Debug, Clone)]
-pub struct ServerArg {
-    /// The control plane's URL.
-    #[arg(
-        long,
-        env = "MINICLUSTER_SERVER",
-        default_value = "http://127.0.0.1:7878",
-        value_name = "URL",
-        global = true
-    )]
-    pub server: String,
 }
 
 #[derive(Args, Debug)]
@@ -324,7 +323,7 @@ pub struct PoolFields {
 
 #[derive(Subcommand, Debug)]
 pub enum PoolsCommand {
-    /// Create a pool.
+    /// Create a pool
     ///
     /// Examples:
     ///   minicluster pools create cpu --type process --set size=2
@@ -398,7 +397,7 @@ pub enum PoolsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum QueuesCommand {
-    /// Create a queue.
+    /// Create a queue
     ///
     /// Example: minicluster queues create gpu --pools a100,h100 --max-running 8 --fairness users --weights alice=2
     #[command(verbatim_doc_comment)]
@@ -438,6 +437,7 @@ pub enum QueuesCommand {
 
 #[derive(Args, Debug)]
 pub struct SubmitArgs {
+    /// The queue (a fresh control plane has `default`, over every pool).
     #[arg(long, default_value = "default")]
     pub queue: String,
     /// A tag the job requires: KEY:VALUE[,VALUE…] (any of these) or KEY:true (any value).
@@ -452,13 +452,16 @@ pub struct SubmitArgs {
     /// Who submits (default: $USER).
     #[arg(long)]
     pub user: Option<String>,
+    /// The project it counts against (fairness by projects).
     #[arg(long, default_value = "")]
     pub project: String,
     /// Wait for the job, print its output and exit with its exit code.
     #[arg(long)]
     pub wait: bool,
+    /// Print the job as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The command, run on the job's MiniCluster (`flux submit -N SIZE … CMD`).
     #[arg(last = true, value_name = "CMD", required = true)]
     pub command: Vec<String>,
 }

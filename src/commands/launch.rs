@@ -448,9 +448,9 @@ fn docker_running(name: &str) -> usize {
         .unwrap_or(0)
 }
 
-pub fn logs(args: &LogsArgs) -> anyhow::Result<i32> {
+pub fn logs(args: &LogsArgs, server: &str) -> anyhow::Result<i32> {
     let Some(name) = &args.name else {
-        return super::control::job_logs(&args.server.server, args.job.unwrap_or(0), args.follow);
+        return super::control::job_logs(server, args.job.unwrap_or(0), args.follow);
     };
     let root = state::root();
     let record = Record::load(&root, name)?;

@@ -8,26 +8,22 @@ use crate::cli::{Cli, Command};
 
 /// Runs a subcommand; its exit code (the command's, for `run`).
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let server = cli.server.clone();
     match cli.command {
         Command::Run { launch, command } => launch::run(&launch, command),
         Command::Up { launch, json, rest } => launch::up(&launch, json, rest),
         Command::Down(a) => launch::down(&a),
         Command::Status(a) => launch::status(&a),
-        Command::Logs(a) => launch::logs(&a),
+        Command::Logs(a) => launch::logs(&a, &server),
         Command::Serve(a) => control::serve(&a),
-        Command::Pools(c) => control::pools(&server(), &c),
-        Command::Queues(c) => control::queues(&server(), &c),
-        Command::Submit(a) => control::submit(&server(), &a),
-        Command::Jobs(a) => control::jobs(&server(), &a),
-        Command::Job(a) => control::job(&server(), &a),
-        Command::Cancel(a) => control::cancel(&server(), &a),
+        Command::Pools(c) => control::pools(&server, &c),
+        Command::Queues(c) => control::queues(&server, &c),
+        Command::Submit(a) => control::submit(&server, &a),
+        Command::Jobs(a) => control::jobs(&server, &a),
+        Command::Job(a) => control::job(&server, &a),
+        Command::Cancel(a) => control::cancel(&server, &a),
         other => run_other(other).map(|()| 0),
     }
-}
-
-/// The control plane's URL: `--server` is on `logs`; elsewhere MINICLUSTER_SERVER or the default.
-fn server() -> String {
-    std::env::var("MINICLUSTER_SERVER").unwrap_or_else(|_| "http://127.0.0.1:7878".into())
 }
 
 fn run_other(command: Command) -> anyhow::Result<()> {
