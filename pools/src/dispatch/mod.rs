@@ -86,16 +86,27 @@ pub trait Executor: Send + Sync {
 /// Where each launcher type's work goes.
 pub struct Executors {
     pub process: Arc<dyn Executor>,
+    /// `Err`: why this control plane cannot run docker pools' jobs (no Docker Engine).
+    pub docker: Result<Arc<dyn Executor>, String>,
+    /// `Err`: why this control plane cannot run kubernetes pools' jobs (no cluster).
+    pub kubernetes: Result<Arc<dyn Executor>, String>,
 }
 
 impl Executors {
     pub fn for_type(&self, t: LauncherType) -> Result<Arc<dyn Executor>, String> {
         match t {
             LauncherType::Process => Ok(Arc::clone(&self.process)),
-            other => Err(format!(
-                "{other} pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher {other}`)"
-            )),
+            LauncherType::Docker => self.docker.clone(),
+            LauncherType::Kubernetes => self.kubernetes.clone(),
         }
+    }
+
+    /// Every executor there is (for sweeping at start).
+    pub fn all(&self) -> Vec<Arc<dyn Executor>> {
+        let mut v = vec![Arc::clone(&self.process)];
+        v.extend(self.docker.iter().cloned());
+        v.extend(self.kubernetes.iter().cloned());
+        v
     }
 }
 
@@ -146,7 +157,9 @@ impl Dispatcher {
         let mut workers = Vec::new();
         let active = with(&self.store, |s| s.active())?;
         let names: BTreeSet<String> = active.iter().map(|c| c.launch.name.clone()).collect();
-        self.executors.process.sweep(&names);
+        for e in self.executors.all() {
+            e.sweep(&names);
+        }
         if !active.is_empty() {
             tracing::info!("re-attaching to {} claimed jobs", active.len());
         }

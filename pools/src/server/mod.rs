@@ -97,15 +97,20 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// re-attaches to it).
 pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
     let db = o.database.clone();
-    let mut s = tokio::task::spawn_blocking(move || store::open(&db))
-        .await
-        .map_err(std::io::Error::other)??;
-    if s.queues()?.is_empty() {
-        match s.create_queue(&QueueConfig::new(DEFAULT_QUEUE)) {
-            Ok(()) | Err(StoreError::Exists { .. }) => {}
-            Err(e) => return Err(e.into()),
+    // Off the async threads: the PostgreSQL client blocks (and panics inside a runtime),
+    // also when it is dropped after an error.
+    let s = tokio::task::spawn_blocking(move || {
+        let mut s = store::open(&db)?;
+        if s.queues()?.is_empty() {
+            match s.create_queue(&QueueConfig::new(DEFAULT_QUEUE)) {
+                Ok(()) | Err(StoreError::Exists { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
+        Ok::<_, StoreError>(s)
+    })
+    .await
+    .map_err(std::io::Error::other)??;
     let shared: Shared = Arc::new(Mutex::new(s));
     let executors = Arc::new(Executors {
         process: Arc::new(ProcessExecutor {
@@ -115,6 +120,8 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
             logs: o.state_dir.join("logs"),
             poll: Duration::from_millis(50),
         }),
+        docker: Err("docker pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher docker`)".into()),
+        kubernetes: Err("kubernetes pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher kubernetes`)".into()),
     });
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -286,12 +286,19 @@ pub fn decide<'a>(
 }
 
 /// Whether some pool of the queue could ever run a job with these requirements (submit
-/// refuses work that would wait forever).
+/// refuses work that would wait forever). A disabled pool counts: the work waits until it
+/// is enabled again.
 pub fn routable(q: &QueueConfig, requires: &Tags, pools: &[Pool]) -> bool {
     pools
         .iter()
         .filter(|p| q.pools.is_empty() || q.pools.contains(&p.name))
-        .any(|p| eligible(requires, p))
+        .any(|p| {
+            let enabled = Pool {
+                enabled: true,
+                ..p.clone()
+            };
+            eligible(requires, &enabled)
+        })
 }
 
 /// The group a queue's fairness compares.
