@@ -112,6 +112,7 @@ impl Executor for ProcessExecutor {
                 }
             };
             let began = started_file(&state::dir(&l.root, name)).exists();
+            let unrecorded = matches!(seen, Seen::NotLaunched);
             match seen {
                 // Nothing of the work ever started: start it (again).
                 Seen::NotLaunched | Seen::Lost { .. } if !began => {
@@ -120,6 +121,20 @@ impl Executor for ProcessExecutor {
                             JobState::Cancelled,
                             None,
                             "cancelled before its MiniCluster started".to_string(),
+                        ));
+                    }
+                    // A control plane killed between creating the launch's directory and
+                    // saving its record (or while clearing an old one) leaves a directory
+                    // the launcher would refuse to create again; with no claim in it,
+                    // nothing ran from it.
+                    if unrecorded
+                        && state::dir(&l.root, name).exists()
+                        && let Err(e) = l.forget(name)
+                    {
+                        return Some(ended(
+                            JobState::Failed,
+                            None,
+                            format!("clearing launch {name}: {e}"),
                         ));
                     }
                     let mc = match minicluster::for_job(&c.job, &c.pool, name) {
@@ -210,11 +225,20 @@ impl Executor for ProcessExecutor {
 
     fn sweep(&self, active: &BTreeSet<String>) {
         let l = self.launcher(&Pool::default());
-        for r in Record::list(&self.root) {
-            if !active.contains(&r.name) && is_job_launch(&r.name) {
-                match l.forget(&r.name) {
-                    Ok(_) => tracing::info!(launch = %r.name, "removed what a finished job left"),
-                    Err(e) => tracing::warn!(launch = %r.name, "cleaning up: {e}"),
+        // Every launch directory, not only those with a record: a control plane killed while
+        // it removed a finished launch leaves one whose record is already gone.
+        let names: BTreeSet<String> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in names {
+            if !active.contains(&name) && is_job_launch(&name) {
+                match l.forget(&name) {
+                    Ok(_) => tracing::info!(launch = %name, "removed what a finished job left"),
+                    Err(e) => tracing::warn!(launch = %name, "cleaning up: {e}"),
                 }
             }
         }
