@@ -121,7 +121,19 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
             poll: Duration::from_millis(50),
         }),
         docker: Err("docker pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher docker`)".into()),
-        kubernetes: Err("kubernetes pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher kubernetes`)".into()),
+        // Kubernetes pools run their jobs when a kubeconfig (or the pod this runs in) names a
+        // cluster; nothing is asked of it until a job runs.
+        kubernetes: match crate::dispatch::kubernetes::KubernetesExecutor::infer(
+            o.state_dir.join("logs"),
+        )
+        .await
+        {
+            Ok(k) => Ok(Arc::new(k) as Arc<dyn crate::dispatch::Executor>),
+            Err(e) => {
+                tracing::info!("kubernetes pools: {e}");
+                Err("kubernetes pools: no Kubernetes cluster reachable (not in a pod, no usable kubeconfig) (fix: point KUBECONFIG at one)".into())
+            }
+        },
     });
     let wake = Arc::new(Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
