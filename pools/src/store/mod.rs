@@ -285,6 +285,14 @@ pub fn decide<'a>(
     Some((cand, pool))
 }
 
+/// Whether the oldest waiting job of each fairness group at the top priority (`heads`) is
+/// enough for [`decide`]: it is when every one of them is routable, since then the top
+/// priority among routable jobs is theirs and each group's oldest routable job is its head.
+/// Otherwise a store passes every waiting job.
+pub fn heads_decide(q: &QueueConfig, heads: &[Candidate], pools: &[Pool]) -> bool {
+    heads.iter().all(|c| routable(q, &c.requires, pools))
+}
+
 /// Whether some pool of the queue could ever run a job with these requirements (submit
 /// refuses work that would wait forever). A disabled pool counts: the work waits until it
 /// is enabled again.

@@ -20,10 +20,10 @@ use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Tran
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
     Outcome, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    launch_name, now_ms, routable,
+    heads_decide, launch_name, now_ms, routable,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, Queued, admit};
+use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
 
 /// The advisory lock key every write transaction takes ("mcpools" and a version byte).
 /// Advisory locks are per database, so stores on different databases do not wait for each
@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     claimed_ms BIGINT,
     finished BIGINT
 );
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state, priority, "user", id);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(queue, state, priority, project, id);
+CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs(queue, claimed_ms);
 CREATE TABLE IF NOT EXISTS launches (
     id BIGSERIAL PRIMARY KEY,
     job BIGINT NOT NULL UNIQUE REFERENCES jobs(id),
@@ -81,6 +83,7 @@ CREATE TABLE IF NOT EXISTS launches (
     events TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS launches_by_pool ON launches(pool, state);
+CREATE INDEX IF NOT EXISTS launches_by_state ON launches(state);
 "#;
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -291,6 +294,56 @@ fn launch_of_job(c: &mut impl GenericClient, job: u64) -> Result<Option<Launch>>
     .as_ref()
     .map(launch_of)
     .transpose()
+}
+
+/// The oldest waiting job of each user at one priority, by a skip scan of the index: one
+/// index step per user instead of a pass over every waiting job.
+const HEADS_BY_USER: &str = r#"
+WITH RECURSIVE g(k) AS (
+    SELECT MIN("user") FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2
+    UNION ALL
+    SELECT (SELECT MIN("user") FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND "user" > g.k)
+    FROM g WHERE g.k IS NOT NULL
+)
+SELECT id, "user", project, priority, requires FROM jobs WHERE id IN (
+    SELECT (SELECT MIN(id) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND "user" = g.k)
+    FROM g WHERE g.k IS NOT NULL
+) ORDER BY id"#;
+
+/// [`HEADS_BY_USER`] by project.
+const HEADS_BY_PROJECT: &str = r#"
+WITH RECURSIVE g(k) AS (
+    SELECT MIN(project) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2
+    UNION ALL
+    SELECT (SELECT MIN(project) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND project > g.k)
+    FROM g WHERE g.k IS NOT NULL
+)
+SELECT id, "user", project, priority, requires FROM jobs WHERE id IN (
+    SELECT (SELECT MIN(id) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND project = g.k)
+    FROM g WHERE g.k IS NOT NULL
+) ORDER BY id"#;
+
+/// Waiting jobs as the decision sees them.
+fn candidates(
+    tx: &mut ::postgres::Transaction<'_>,
+    sql: &str,
+    args: &[&(dyn ::postgres::types::ToSql + Sync)],
+) -> Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    for r in tx.query(sql, args)? {
+        let id = r.try_get::<_, i64>(0)? as u64;
+        out.push(Candidate {
+            queued: Queued {
+                id,
+                user: r.try_get(1)?,
+                project: r.try_get(2)?,
+                priority: r.try_get(3)?,
+                seq: id,
+            },
+            requires: parse("job requires", r.try_get(4)?)?,
+        });
+    }
+    Ok(out)
 }
 
 impl Store for PostgresStore {
@@ -515,25 +568,38 @@ impl Store for PostgresStore {
             "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'claimed'",
             queue,
         )?;
-        let mut waiting: Vec<Candidate> = Vec::new();
-        for r in tx.query(
-            r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' ORDER BY id"#,
-            &[&queue],
-        )? {
-            let id = r.try_get::<_, i64>(0)? as u64;
-            waiting.push(Candidate {
-                queued: Queued {
-                    id,
-                    user: r.try_get(1)?,
-                    project: r.try_get(2)?,
-                    priority: r.try_get(3)?,
-                    seq: id,
-                },
-                requires: parse("job requires", r.try_get(4)?)?,
-            });
-        }
-        if waiting.is_empty() {
+        if q.state == QueueState::Paused || running >= q.max_running {
             return Ok(None);
+        }
+        let top: Option<i32> = tx
+            .query_one(
+                "SELECT MAX(priority) FROM jobs WHERE queue = $1 AND state = 'waiting'",
+                &[&queue],
+            )?
+            .try_get(0)?;
+        let Some(top) = top else {
+            return Ok(None);
+        };
+        // Usually the oldest job of each user (or project) at the top priority decides; only
+        // when one of those no pool can run does the decision need every waiting job.
+        let all_enabled: Vec<Pool> = all_pools(&mut tx)?
+            .into_iter()
+            .filter(|p| p.enabled)
+            .collect();
+        let heads_sql = match q.fairness {
+            Fairness::None => {
+                r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 ORDER BY id LIMIT 1"#
+            }
+            Fairness::Users => HEADS_BY_USER,
+            Fairness::Projects => HEADS_BY_PROJECT,
+        };
+        let mut waiting = candidates(&mut tx, heads_sql, &[&queue, &top])?;
+        if !heads_decide(&q, &waiting, &all_enabled) {
+            waiting = candidates(
+                &mut tx,
+                r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' ORDER BY id"#,
+                &[&queue],
+            )?;
         }
         let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
         let mut usage: BTreeMap<String, f64> = BTreeMap::new();
@@ -546,13 +612,10 @@ impl Store for PostgresStore {
                 .entry(fairness_group(&q, r.try_get(0)?, r.try_get(1)?))
                 .or_default() += n;
         }
-        let pools: Vec<Pool> = all_pools(&mut tx)?
-            .into_iter()
-            .filter(|p| p.enabled)
-            .collect();
+        let pools = all_enabled;
         let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
         for r in tx.query(
-            "SELECT pool, COUNT(*) FROM launches WHERE state NOT IN ('stopped', 'failed') GROUP BY pool",
+            "SELECT pool, COUNT(*) FROM launches WHERE state IN ('requested', 'starting', 'started', 'connected', 'stopping') GROUP BY pool",
             &[],
         )? {
             pool_running.insert(r.try_get(0)?, count(&r, 1)?);

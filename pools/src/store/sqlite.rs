@@ -10,10 +10,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
     Outcome, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    launch_name, now_ms, routable,
+    heads_decide, launch_name, now_ms, routable,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, Queued, admit};
+use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     claimed_ms INTEGER,
     finished INTEGER
 );
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state, priority, user, id);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(queue, state, priority, project, id);
+CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs(queue, claimed_ms);
 CREATE TABLE IF NOT EXISTS launches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job INTEGER NOT NULL UNIQUE REFERENCES jobs(id),
@@ -61,6 +63,7 @@ CREATE TABLE IF NOT EXISTS launches (
     events TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS launches_by_pool ON launches(pool, state);
+CREATE INDEX IF NOT EXISTS launches_by_state ON launches(state);
 ";
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -92,6 +95,37 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
+    /// Admits many jobs in one transaction (loading a queue; the same checks as `submit`).
+    pub fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
+        let tx = self.write()?;
+        let pools = all_pools(&tx)?;
+        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !depth.contains_key(&job.queue) {
+                let q = queue_in(&tx, &job.queue)?;
+                let waiting: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
+                    params![job.queue],
+                    |r| r.get(0),
+                )?;
+                depth.insert(job.queue.clone(), (q, waiting));
+            }
+            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
+            admit(q, *waiting)?;
+            if !routable(q, &job.requires, &pools) {
+                return Err(StoreError::Unroutable {
+                    queue: q.name.clone(),
+                    requires: json(&job.requires),
+                });
+            }
+            ids.push(insert_job(&tx, job)?);
+            *waiting += 1;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// Jobs by state, for a queue: (waiting, claimed, finished in any way).
     pub fn counts(&mut self, queue: &str) -> Result<(u32, u32, u32)> {
         let mut st = self
@@ -110,6 +144,55 @@ impl SqliteStore {
         }
         Ok(out)
     }
+}
+
+/// Waiting jobs as the decision sees them.
+fn candidates(
+    tx: &Transaction<'_>,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Candidate>> {
+    let mut st = tx.prepare_cached(sql)?;
+    let rows = st.query_map(args, |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i32>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, user, project, priority, requires) = row?;
+        out.push(Candidate {
+            queued: Queued {
+                id: id as u64,
+                user,
+                project,
+                priority,
+                seq: id as u64,
+            },
+            requires: parse("job requires", &requires)?,
+        });
+    }
+    Ok(out)
+}
+
+fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<u64> {
+    tx.execute(
+        "INSERT INTO jobs (queue, user, project, priority, requires, spec, state, submitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7)",
+        params![
+            job.queue,
+            job.user,
+            job.project,
+            job.priority,
+            json(&job.requires),
+            json(job),
+            now_s() as i64
+        ],
+    )?;
+    Ok(tx.last_insert_rowid() as u64)
 }
 
 fn bump_revision(tx: &Transaction<'_>) -> Result<()> {
@@ -148,6 +231,33 @@ fn queue_in(conn: &Connection, name: &str) -> Result<QueueConfig> {
     })?;
     parse("queue", &body)
 }
+
+/// The oldest waiting job of each user at one priority, by a skip scan of the index: one
+/// index step per user instead of a pass over every waiting job.
+const HEADS_BY_USER: &str = "
+WITH RECURSIVE g(k) AS (
+    SELECT MIN(user) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2
+    UNION ALL
+    SELECT (SELECT MIN(user) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND user > g.k)
+    FROM g WHERE g.k IS NOT NULL
+)
+SELECT id, user, project, priority, requires FROM jobs WHERE id IN (
+    SELECT (SELECT MIN(id) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND user = g.k)
+    FROM g WHERE g.k IS NOT NULL
+) ORDER BY id";
+
+/// [`HEADS_BY_USER`] by project.
+const HEADS_BY_PROJECT: &str = "
+WITH RECURSIVE g(k) AS (
+    SELECT MIN(project) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2
+    UNION ALL
+    SELECT (SELECT MIN(project) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND project > g.k)
+    FROM g WHERE g.k IS NOT NULL
+)
+SELECT id, user, project, priority, requires FROM jobs WHERE id IN (
+    SELECT (SELECT MIN(id) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND project = g.k)
+    FROM g WHERE g.k IS NOT NULL
+) ORDER BY id";
 
 const JOB_COLUMNS: &str =
     "id, spec, state, exit_code, reason, pool, launch, cancel_requested, submitted, finished";
@@ -394,19 +504,7 @@ impl Store for SqliteStore {
                 requires: json(&job.requires),
             });
         }
-        tx.execute(
-            "INSERT INTO jobs (queue, user, project, priority, requires, spec, state, submitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7)",
-            params![
-                job.queue,
-                job.user,
-                job.project,
-                job.priority,
-                json(&job.requires),
-                json(job),
-                now_s() as i64
-            ],
-        )?;
-        let id = tx.last_insert_rowid() as u64;
+        let id = insert_job(&tx, job)?;
         tx.commit()?;
         Ok(id)
     }
@@ -462,35 +560,35 @@ impl Store for SqliteStore {
             params![queue],
             |r| r.get(0),
         )?;
-        let waiting: Vec<Candidate> = {
-            let mut st = tx.prepare(
-                "SELECT id, user, project, priority, requires FROM jobs WHERE queue = ?1 AND state = 'waiting' ORDER BY id",
-            )?;
-            let rows = st.query_map(params![queue], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i32>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, user, project, priority, requires) = row?;
-                out.push(Candidate {
-                    queued: Queued {
-                        id: id as u64,
-                        user,
-                        project,
-                        priority,
-                        seq: id as u64,
-                    },
-                    requires: parse("job requires", &requires)?,
-                });
-            }
-            out
+        if q.state == QueueState::Paused || running >= q.max_running {
+            return Ok(None);
+        }
+        let Some(top) = tx.query_row(
+            "SELECT MAX(priority) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
+            params![queue],
+            |r| r.get::<_, Option<i32>>(0),
+        )?
+        else {
+            return Ok(None);
         };
+        let pools: Vec<Pool> = all_pools(&tx)?.into_iter().filter(|p| p.enabled).collect();
+        // Usually the oldest job of each user (or project) at the top priority decides; only
+        // when one of those no pool can run does the decision need every waiting job.
+        let heads_sql = match q.fairness {
+            Fairness::None => {
+                "SELECT id, user, project, priority, requires FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 ORDER BY id LIMIT 1"
+            }
+            Fairness::Users => HEADS_BY_USER,
+            Fairness::Projects => HEADS_BY_PROJECT,
+        };
+        let mut waiting = candidates(&tx, heads_sql, params![queue, top])?;
+        if !heads_decide(&q, &waiting, &pools) {
+            waiting = candidates(
+                &tx,
+                "SELECT id, user, project, priority, requires FROM jobs WHERE queue = ?1 AND state = 'waiting' ORDER BY id",
+                params![queue],
+            )?;
+        }
         if waiting.is_empty() {
             return Ok(None);
         }
@@ -514,11 +612,10 @@ impl Store for SqliteStore {
                     .or_default() += n;
             }
         }
-        let pools: Vec<Pool> = all_pools(&tx)?.into_iter().filter(|p| p.enabled).collect();
         let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
         {
             let mut st = tx.prepare(
-                "SELECT pool, COUNT(*) FROM launches WHERE state NOT IN ('stopped', 'failed') GROUP BY pool",
+                "SELECT pool, COUNT(*) FROM launches WHERE state IN ('requested', 'starting', 'started', 'connected', 'stopping') GROUP BY pool",
             )?;
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
             for row in rows {
