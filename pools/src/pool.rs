@@ -247,19 +247,19 @@ pub fn field_kind(t: LauncherType, key: &str) -> Option<FieldKind> {
 /// Whether a name is usable for a pool or queue: a DNS label (it becomes part of the names of
 /// MiniClusters, containers and Kubernetes objects).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
+    // It starts MiniCluster names (`<pool>-j<job>`), which must start with a letter.
+    name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.len() <= 40
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
         && !name.ends_with('-')
 }
 
 pub fn name_problem(what: &str, name: &str) -> Option<String> {
     (!valid_name(name)).then(|| {
         format!(
-            "name: {name:?} is not a valid {what} name (fix: 1-40 lowercase letters, digits and '-', not starting or ending with '-', e.g. gpu-a100)"
+            "name: {name:?} is not a valid {what} name (fix: 1-40 lowercase letters, digits and '-', starting with a letter and not ending with '-', e.g. gpu-a100)"
         )
     })
 }
@@ -391,6 +391,16 @@ mod tests {
             assert!(text.contains(want), "{want} missing in {text}");
         }
         assert_eq!(e.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn names_start_with_a_letter() {
+        for good in ["cpu", "gpu-a100", "a1"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "1gpu", "-a", "a-", "A", "a b", &"a".repeat(41)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
     }
 
     #[test]
