@@ -178,7 +178,16 @@ impl Executor for ProcessExecutor {
                         }
                     });
                 }
-                Seen::Running { .. } | Seen::NotLaunched => {
+                // Its work began, yet the record that names its processes is gone: nothing
+                // can be watched, and starting it again would run it twice.
+                Seen::NotLaunched => {
+                    return Some(ended(
+                        JobState::Failed,
+                        None,
+                        format!("launch {name} lost its record after its work had started"),
+                    ));
+                }
+                Seen::Running { .. } => {
                     if !attached {
                         attached = true;
                         ctl.event(
