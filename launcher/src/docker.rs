@@ -4,7 +4,7 @@
 //! starts — never passed in an environment variable or on a command line. Labels find
 //! everything again for `down`, also after the CLI was killed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, ListNetworksOptions,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions, UploadToContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, StartContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use minicluster_core::{CurveCert, DescribeOptions, MiniCluster, describe};
@@ -38,6 +38,48 @@ pub struct DockerLauncher {
     pub flux: Option<String>,
 }
 
+/// The Docker Engine's address: `host`, else `$DOCKER_HOST`, else the local socket.
+pub fn engine_address(host: Option<&str>) -> String {
+    host.map(str::to_string)
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// A client of the Docker Engine at [`engine_address`]`(host)` (`unix://`, `tcp://` or
+/// `http://`); nothing is sent until it is used.
+pub fn client(host: Option<&str>) -> Result<Docker> {
+    let where_ = engine_address(host);
+    Docker::connect_with_host(&where_).map_err(|e| {
+        setup(
+            &format!("the Docker Engine at {where_}"),
+            e,
+            "start Docker, or set DOCKER_HOST",
+        )
+    })
+}
+
+/// One container of a MiniCluster, as the container list shows it.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub id: String,
+    pub rank: u32,
+    /// `created`, `running`, `paused`, `restarting`, `exited`, `removing` or `dead`.
+    pub status: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// What Docker recorded of a container's process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessState {
+    /// Whether it was ever started (`State.StartedAt` is set).
+    pub started: bool,
+    pub running: bool,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    /// Docker's error, when it could not start or run it.
+    pub error: String,
+}
+
 fn setup(what: &str, e: impl std::fmt::Display, fix: &str) -> Error {
     Error::Setup {
         what: what.into(),
@@ -49,15 +91,8 @@ fn setup(what: &str, e: impl std::fmt::Display, fix: &str) -> Error {
 impl DockerLauncher {
     /// Connects to the Docker Engine (`DOCKER_HOST`, else the local socket) and checks it answers.
     pub async fn connect(root: PathBuf, entrypoint: PathBuf, flux: Option<String>) -> Result<Self> {
-        let where_ =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_local_defaults().map_err(|e| {
-            setup(
-                &format!("the Docker Engine at {where_}"),
-                e,
-                "start Docker, or set DOCKER_HOST",
-            )
-        })?;
+        let where_ = engine_address(None);
+        let docker = client(None)?;
         docker.ping().await.map_err(|e| {
             setup(
                 &format!("the Docker Engine at {where_}"),
@@ -79,6 +114,16 @@ impl DockerLauncher {
 
     /// The containers of MiniCluster `name`: id, state, rank.
     async fn containers(&self, name: &str) -> Result<Vec<(String, String, u32)>> {
+        Ok(self
+            .containers_of(name)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.status, c.rank))
+            .collect())
+    }
+
+    /// Every container of MiniCluster `name` (stopped ones too), with its labels.
+    pub async fn containers_of(&self, name: &str) -> Result<Vec<Container>> {
         let list = self
             .docker
             .list_containers(Some(ListContainersOptions {
@@ -91,22 +136,91 @@ impl DockerLauncher {
         Ok(list
             .into_iter()
             .map(|c| {
-                let rank = c
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(&format!("{LABEL}.rank")))
+                let labels = c.labels.unwrap_or_default();
+                let rank = labels
+                    .get(&format!("{LABEL}.rank"))
                     .and_then(|r| r.parse().ok())
                     .unwrap_or(0);
-                let id = c.id.unwrap_or_default();
-                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
-                (id, state, rank)
+                Container {
+                    id: c.id.unwrap_or_default(),
+                    rank,
+                    status: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    labels,
+                }
             })
+            .collect())
+    }
+
+    /// What Docker recorded of container `id`'s process (inspect's `State`).
+    pub async fn process_state(&self, id: &str) -> Result<ProcessState> {
+        let i = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| {
+                setup(
+                    &format!("inspecting container {id}"),
+                    e,
+                    "check that Docker runs",
+                )
+            })?;
+        let s = i.state.unwrap_or_default();
+        // A container never started has the zero time (0001-01-01T00:00:00Z) here.
+        let started = s
+            .started_at
+            .as_deref()
+            .is_some_and(|t| !t.is_empty() && !t.starts_with("0001-"));
+        Ok(ProcessState {
+            started,
+            running: s.running.unwrap_or(false),
+            exit_code: s.exit_code.unwrap_or(0),
+            oom_killed: s.oom_killed.unwrap_or(false),
+            error: s.error.unwrap_or_default(),
+        })
+    }
+
+    /// The names of the MiniClusters whose containers or networks carry our label (and
+    /// `also`, a further `key=value` label, when given).
+    pub async fn names(&self, also: Option<&str>) -> Result<BTreeSet<String>> {
+        let mut labels = vec![LABEL.to_string()];
+        labels.extend(also.map(str::to_string));
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| setup("listing containers", e, "check that Docker runs"))?;
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| setup("listing networks", e, "check that Docker runs"))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.labels)
+            .chain(networks.into_iter().filter_map(|n| n.labels))
+            .filter_map(|mut l| l.remove(LABEL))
             .collect())
     }
 
     /// Creates the network and the containers, copies the files in and starts them.
     /// The image is the Flux container's of the spec.
     pub async fn launch(&self, mc: &MiniCluster) -> Result<Record> {
+        self.launch_labelled(mc, &HashMap::new()).await
+    }
+
+    /// [`launch`](Self::launch), with `extra` labels on the network and every container.
+    pub async fn launch_labelled(
+        &self,
+        mc: &MiniCluster,
+        extra: &HashMap<String, String>,
+    ) -> Result<Record> {
         let name = mc.metadata.name.clone().unwrap_or_default();
         let image = mc.spec.containers[mc.spec.flux_container_index().unwrap_or(0)]
             .image
@@ -124,7 +238,8 @@ impl DockerLauncher {
         let cert = CurveCert::for_minicluster(mc)?;
         let archive = files_archive(&self.entrypoint, &d.to_json(), &cert.to_text())?;
         let network = format!("mc-{name}");
-        let labels = HashMap::from([(LABEL.to_string(), name.clone())]);
+        let mut labels = extra.clone();
+        labels.insert(LABEL.to_string(), name.clone());
 
         let _ = std::fs::remove_dir_all(state::dir(&self.root, &name));
         state::create_dir(&self.root, &name)?;
@@ -315,22 +430,95 @@ impl DockerLauncher {
 
     /// Asks rank 0 to stop (SIGTERM, which shuts the instance down).
     pub async fn stop(&self, name: &str) {
+        self.signal(name, "SIGTERM").await;
+    }
+
+    /// Sends `signal` (`SIGTERM`, `SIGKILL`…) to rank 0's container.
+    pub async fn signal(&self, name: &str, signal: &str) {
         let _ = self
             .docker
             .kill_container(
                 &format!("{name}-0"),
                 Some(KillContainerOptions {
-                    signal: "SIGTERM".into(),
+                    signal: signal.into(),
                 }),
             )
             .await;
     }
 
+    /// Writes a broker's output so far (stdout and stderr as Docker interleaved them) to
+    /// `out`, from byte `offset` on and at most `limit` bytes; never waits for more. How many
+    /// bytes were written.
+    pub async fn copy_log(
+        &self,
+        name: &str,
+        rank: u32,
+        offset: u64,
+        limit: Option<u64>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let host = format!("{name}-{rank}");
+        let failed = |e: &dyn std::fmt::Display| {
+            setup(
+                &format!("reading the log of {host}"),
+                e,
+                "check that it exists (minicluster status)",
+            )
+        };
+        let mut logs = self.docker.logs(
+            &host,
+            Some(LogsOptions {
+                follow: false,
+                stdout: true,
+                stderr: true,
+                ..Default::default()
+            }),
+        );
+        let (mut seen, mut written) = (0u64, 0u64);
+        while let Some(item) = logs.next().await {
+            let bytes = item.map_err(|e| failed(&e))?.into_bytes();
+            let len = bytes.len() as u64;
+            let from = offset.saturating_sub(seen).min(len);
+            seen += len;
+            let mut chunk = &bytes[from as usize..];
+            if let Some(l) = limit {
+                chunk = &chunk[..chunk.len().min((l - written) as usize)];
+            }
+            out.write_all(chunk).map_err(|e| failed(&e))?;
+            written += chunk.len() as u64;
+            if limit.is_some_and(|l| written >= l) {
+                break;
+            }
+        }
+        Ok(written)
+    }
+
     /// Removes every container and the network of MiniCluster `name`; how many containers
     /// were removed.
     pub async fn down(&self, name: &str) -> Result<usize> {
-        let containers = self.containers(name).await?;
-        for (id, _, _) in &containers {
+        self.down_labelled(name, None).await
+    }
+
+    /// [`down`](Self::down), of only the containers and networks that also carry the label
+    /// `also` (`key=value`): what one owner made, never another's of the same name.
+    pub async fn down_labelled(&self, name: &str, also: Option<&str>) -> Result<usize> {
+        let mut filter = Self::filter(name);
+        if let Some(a) = also {
+            filter
+                .entry("label".to_string())
+                .or_default()
+                .push(a.to_string());
+        }
+        let containers = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filter.clone()),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| setup("listing containers", e, "check that Docker runs"))?;
+        for id in containers.iter().filter_map(|c| c.id.as_deref()) {
             self.docker
                 .remove_container(
                     id,
@@ -346,7 +534,7 @@ impl DockerLauncher {
         let networks = self
             .docker
             .list_networks(Some(ListNetworksOptions {
-                filters: Some(Self::filter(name)),
+                filters: Some(filter),
             }))
             .await
             .map_err(|e| setup("listing networks", e, "check that Docker runs"))?;
