@@ -6,6 +6,7 @@
 //! being killed at any point re-attaches to what is running, records what finished while it
 //! was down, and starts only what never started.
 
+pub mod docker;
 pub mod kubernetes;
 pub mod minicluster;
 pub mod process;

@@ -13,8 +13,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
+use crate::dispatch::docker::DockerExecutor;
 use crate::dispatch::process::ProcessExecutor;
-use crate::dispatch::{Dispatcher, Executors, Options, Shared, Wake};
+use crate::dispatch::{Dispatcher, Executor, Executors, Options, Shared, Wake};
 use crate::queue::QueueConfig;
 use crate::store::{self, StoreError};
 
@@ -112,6 +113,18 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
     .await
     .map_err(std::io::Error::other)??;
     let shared: Shared = Arc::new(Mutex::new(s));
+    // Docker pools run their jobs only when the Engine answers now; otherwise they fail with
+    // the reason, and everything else still works.
+    let docker = DockerExecutor::connect(
+        o.state_dir.join("launches"),
+        o.entrypoint.clone(),
+        None,
+        o.state_dir.join("logs"),
+    )
+    .await;
+    if let Err(e) = &docker {
+        tracing::info!("{e}");
+    }
     let executors = Arc::new(Executors {
         process: Arc::new(ProcessExecutor {
             root: o.state_dir.join("launches"),
@@ -120,7 +133,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
             logs: o.state_dir.join("logs"),
             poll: Duration::from_millis(50),
         }),
-        docker: Err("docker pools cannot run jobs from this control plane yet (fix: a process pool, or `minicluster run --launcher docker`)".into()),
+        docker: docker.map(|d| Arc::new(d) as Arc<dyn Executor>),
         // Kubernetes pools run their jobs when a kubeconfig (or the pod this runs in) names a
         // cluster; nothing is asked of it until a job runs.
         kubernetes: match crate::dispatch::kubernetes::KubernetesExecutor::infer(
