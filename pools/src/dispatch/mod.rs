@@ -205,6 +205,15 @@ impl Dispatcher {
             let span = tracing::info_span!("job", id = c.job.id, pool = %c.pool.name);
             let _enter = span.enter();
             match executors.for_type(c.pool.launcher) {
+                // A launch made before a restart may still run where we cannot look now (the
+                // Engine or cluster is down): leave the job claimed for a later start to
+                // re-attach, rather than record an outcome that may be false.
+                Err(reason) if c.launch.state != LaunchState::Requested => {
+                    tracing::warn!(
+                        launch = %c.launch.name,
+                        "cannot re-attach: {reason}; the job stays claimed until a start that can"
+                    );
+                }
                 Err(reason) => record(
                     &store,
                     &c,
