@@ -316,7 +316,8 @@ pub struct PoolFields {
     /// MiniClusters of this pool running at once (default 4).
     #[arg(long, value_name = "N")]
     pub max_launches: Option<u32>,
-    /// How long a warm MiniCluster with no work is kept: 90s, 5m, 1h (default 5m).
+    /// Turns warm reuse on: jobs run in an idle MiniCluster of the same template, kept this
+    /// long with no work: 90s, 5m, 1h (default 0: a fresh MiniCluster per job).
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
 }

@@ -63,7 +63,8 @@ pub struct Pool {
     /// MiniClusters of this pool running at once.
     #[serde(default = "default_max_launches")]
     pub max_launches: u32,
-    /// Seconds a warm MiniCluster with no work is kept before it is torn down.
+    /// Seconds a warm MiniCluster with no work is kept before it is torn down; 0 (the
+    /// default): no warm reuse, every job gets a fresh MiniCluster.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: u64,
     /// Disabled pools (draining) get no new work; running work finishes.
@@ -72,7 +73,7 @@ pub struct Pool {
 }
 
 pub const DEFAULT_MAX_LAUNCHES: u32 = 4;
-pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+pub const DEFAULT_IDLE_TIMEOUT: u64 = 0;
 
 fn default_max_launches() -> u32 {
     DEFAULT_MAX_LAUNCHES
