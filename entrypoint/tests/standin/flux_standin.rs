@@ -12,6 +12,8 @@
 //!   when it exits, every broker exits and rank 0 returns its code. SIGTERM ends rank 0 and
 //!   with it the others.
 //! - `R encode --hosts=H`: a resource set with two cores per host.
+//! - On rank 0's local socket, the few job services of the local connector that warm pools
+//!   use (`flux_server.rs`).
 //! - `submit`/`run`: runs the command once per task, here; `job wait --all`: the worst code of
 //!   the `--flags=waitable` submissions; `pause N`: sleeps (for images with nothing else).
 
@@ -26,6 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use minicluster_core::{CurveCert, Hostlist};
+
+mod flux_server;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -268,9 +272,11 @@ fn leader(
     let mut peers: Vec<TcpStream> = Vec::new();
     let mut program_child: Option<std::process::Child> = None;
     let started = Instant::now();
+    let instance = Arc::new(flux_server::Instance::default());
     loop {
         if stop.load(Ordering::SeqCst) {
             eprintln!("flux-standin: rank 0 stopping on signal");
+            instance.kill_all();
             if let Some(c) = &mut program_child {
                 let _ = c.kill();
                 let _ = c.wait();
@@ -289,15 +295,10 @@ fn leader(
         }
         if program_child.is_none() && peers.len() + 1 >= quorum {
             // The instance is up: clients reach it on the local URI, as with Flux.
-            if let Some(path) = uri.strip_prefix("local://").filter(|p| !p.is_empty()) {
-                let _ = std::fs::remove_file(path);
-                if let Ok(l) = std::os::unix::net::UnixListener::bind(path) {
-                    std::thread::spawn(move || {
-                        for c in l.incoming() {
-                            drop(c)
-                        }
-                    });
-                }
+            if let Some(path) = uri.strip_prefix("local://").filter(|p| !p.is_empty())
+                && let Err(e) = instance.serve(path)
+            {
+                eprintln!("flux-standin: local connector {path}: {e}");
             }
             eprintln!(
                 "flux-standin: quorum reached ({} of {}) after {:?}",
@@ -327,6 +328,7 @@ fn leader(
         if let Some(c) = &mut program_child
             && let Some(status) = c.try_wait().map_err(|e| e.to_string())?
         {
+            instance.kill_all();
             shutdown(&mut peers);
             let code = status.code().unwrap_or(1);
             eprintln!("flux-standin: initial program exited with code {code}");
