@@ -1029,21 +1029,16 @@ mod tests {
 
     fn job() -> Job {
         Job {
-            id: 7,
-            spec: NewJob {
-                queue: "q".into(),
-                user: "u".into(),
-                command: vec!["hostname".into()],
-                ..NewJob::default()
-            },
             state: JobState::Claimed,
-            exit_code: None,
-            reason: None,
-            pool: None,
-            launch: None,
-            cancel_requested: false,
-            submitted: 0,
-            finished: None,
+            ..Job::waiting(
+                7,
+                NewJob {
+                    queue: "q".into(),
+                    user: "u".into(),
+                    command: vec!["hostname".into()],
+                    ..NewJob::default()
+                },
+            )
         }
     }
 

@@ -88,22 +88,17 @@ mod tests {
 
     fn job(size: Option<u32>) -> Job {
         Job {
-            id: 7,
-            spec: NewJob {
-                queue: "q".into(),
-                user: "u".into(),
-                command: vec!["echo".into(), "a b".into()],
-                size,
-                ..NewJob::default()
-            },
             state: JobState::Claimed,
-            exit_code: None,
-            reason: None,
-            pool: None,
-            launch: None,
-            cancel_requested: false,
-            submitted: 0,
-            finished: None,
+            ..Job::waiting(
+                7,
+                NewJob {
+                    queue: "q".into(),
+                    user: "u".into(),
+                    command: vec!["echo".into(), "a b".into()],
+                    size,
+                    ..NewJob::default()
+                },
+            )
         }
     }
 

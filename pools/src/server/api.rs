@@ -65,21 +65,13 @@ async fn store<T: Send + 'static>(
 fn check_pool(p: &Pool) -> ApiResult<()> {
     validate(p).map_err(|e| bad(e.to_string()))?;
     if p.template.is_some() {
-        let probe = Job {
-            id: 0,
-            spec: NewJob {
+        let probe = Job::waiting(
+            0,
+            NewJob {
                 command: vec!["true".into()],
                 ..NewJob::default()
             },
-            state: JobState::Waiting,
-            exit_code: None,
-            reason: None,
-            pool: None,
-            launch: None,
-            cancel_requested: false,
-            submitted: 0,
-            finished: None,
-        };
+        );
         minicluster::for_job(&probe, p, &format!("{}-j0", p.name))
             .map_err(|e| bad(format!("pool is not valid:\n  - template: {e}")))?;
     }

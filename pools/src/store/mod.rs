@@ -155,6 +155,24 @@ pub struct Job {
     pub finished: Option<u64>,
 }
 
+impl Job {
+    /// A job as it is the moment it is admitted: waiting, nothing run yet.
+    pub fn waiting(id: u64, spec: NewJob) -> Job {
+        Job {
+            id,
+            spec,
+            state: JobState::Waiting,
+            exit_code: None,
+            reason: None,
+            pool: None,
+            launch: None,
+            cancel_requested: false,
+            submitted: 0,
+            finished: None,
+        }
+    }
+}
+
 /// The timeline of a launch (DESIGN.md): requested → starting → started → connected →
 /// stopping → stopped, or failed with a reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +247,49 @@ pub struct Outcome {
     pub state: JobState,
     pub exit_code: Option<i32>,
     pub reason: Option<String>,
+}
+
+/// How a backend writes a pool's or queue's body under its name.
+pub(crate) enum Put {
+    /// Refused when the name exists.
+    Create,
+    /// Refused when it does not.
+    Update,
+}
+
+impl Put {
+    /// The refusal when no row changed.
+    pub(crate) fn refused(&self, kind: &'static str, name: &str) -> StoreError {
+        let name = name.to_string();
+        match self {
+            Put::Create => StoreError::Exists { kind, name },
+            Put::Update => StoreError::NotFound { kind, name },
+        }
+    }
+}
+
+/// The step that ends a launch's timeline when its job ends this way: `failed` when the
+/// MiniCluster itself failed (no exit code came back), `stopped` otherwise.
+pub fn final_event(outcome: &Outcome) -> LaunchEvent {
+    let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none() {
+        LaunchState::Failed
+    } else {
+        LaunchState::Stopped
+    };
+    LaunchEvent {
+        state,
+        at: now_ms(),
+        detail: outcome.reason.clone(),
+    }
+}
+
+/// The pool a claimed job's launch names; a placeholder when the pool was deleted while the
+/// job ran (the launch still has to be re-attached and ended).
+pub fn pool_of(pools: &BTreeMap<String, Pool>, launch: &Launch) -> Pool {
+    pools
+        .get(&launch.pool)
+        .cloned()
+        .unwrap_or_else(|| Pool::new(launch.pool.clone(), Default::default()))
 }
 
 /// The name of the MiniCluster launched for a job: deterministic, so that a restarted

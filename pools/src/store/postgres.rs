@@ -19,8 +19,8 @@ use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Tran
 
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
-    Outcome, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    heads_decide, launch_name, now_ms, routable,
+    Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
+    final_event, heads_decide, launch_name, now_ms, pool_of, routable,
 };
 use crate::pool::Pool;
 use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
@@ -323,6 +323,30 @@ SELECT id, "user", project, priority, requires FROM jobs WHERE id IN (
     FROM g WHERE g.k IS NOT NULL
 ) ORDER BY id"#;
 
+/// Writes a pool's or queue's body under its name (tables `pools` and `queues`).
+fn put_named(
+    tx: &mut Transaction<'_>,
+    kind: &'static str,
+    name: &str,
+    body: &str,
+    how: Put,
+) -> Result<()> {
+    let sql = match (kind, &how) {
+        ("pool", Put::Create) => {
+            "INSERT INTO pools (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+        }
+        ("pool", Put::Update) => "UPDATE pools SET body = $2 WHERE name = $1",
+        (_, Put::Create) => {
+            "INSERT INTO queues (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+        }
+        (_, Put::Update) => "UPDATE queues SET body = $2 WHERE name = $1",
+    };
+    if tx.execute(sql, &[&name, &body])? == 0 {
+        return Err(how.refused(kind, name));
+    }
+    Ok(())
+}
+
 /// Waiting jobs as the decision sees them.
 fn candidates(
     tx: &mut ::postgres::Transaction<'_>,
@@ -349,16 +373,7 @@ fn candidates(
 impl Store for PostgresStore {
     fn create_pool(&mut self, p: &Pool) -> Result<()> {
         let mut tx = self.write()?;
-        let n = tx.execute(
-            "INSERT INTO pools (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&p.name, &json(p)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                kind: "pool",
-                name: p.name.clone(),
-            });
-        }
+        put_named(&mut tx, "pool", &p.name, &json(p), Put::Create)?;
         bump_revision(&mut tx)?;
         tx.commit()?;
         Ok(())
@@ -366,16 +381,7 @@ impl Store for PostgresStore {
 
     fn update_pool(&mut self, p: &Pool) -> Result<()> {
         let mut tx = self.write()?;
-        let n = tx.execute(
-            "UPDATE pools SET body = $2 WHERE name = $1",
-            &[&p.name, &json(p)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                kind: "pool",
-                name: p.name.clone(),
-            });
-        }
+        put_named(&mut tx, "pool", &p.name, &json(p), Put::Update)?;
         bump_revision(&mut tx)?;
         tx.commit()?;
         Ok(())
@@ -439,32 +445,14 @@ impl Store for PostgresStore {
 
     fn create_queue(&mut self, q: &QueueConfig) -> Result<()> {
         let mut tx = self.write()?;
-        let n = tx.execute(
-            "INSERT INTO queues (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            &[&q.name, &json(q)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                kind: "queue",
-                name: q.name.clone(),
-            });
-        }
+        put_named(&mut tx, "queue", &q.name, &json(q), Put::Create)?;
         tx.commit()?;
         Ok(())
     }
 
     fn update_queue(&mut self, q: &QueueConfig) -> Result<()> {
         let mut tx = self.write()?;
-        let n = tx.execute(
-            "UPDATE queues SET body = $2 WHERE name = $1",
-            &[&q.name, &json(q)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                kind: "queue",
-                name: q.name.clone(),
-            });
-        }
+        put_named(&mut tx, "queue", &q.name, &json(q), Put::Update)?;
         tx.commit()?;
         Ok(())
     }
@@ -698,16 +686,9 @@ impl Store for PostgresStore {
             && !l.state.is_final()
         {
             let mut events = l.events;
-            let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none() {
-                LaunchState::Failed
-            } else {
-                LaunchState::Stopped
-            };
-            events.push(LaunchEvent {
-                state,
-                at: now_ms(),
-                detail: outcome.reason.clone(),
-            });
+            let end = final_event(outcome);
+            let state = end.state;
+            events.push(end);
             tx.execute(
                 "UPDATE launches SET state = $2, events = $3 WHERE id = $1",
                 &[&(l.id as i64), &state.as_str(), &json(&events)],
@@ -736,11 +717,7 @@ impl Store for PostgresStore {
             let job = job_in(&mut tx, id as u64)?;
             let launch = launch_of_job(&mut tx, id as u64)?
                 .ok_or_else(|| corrupt("job", format!("claimed job {id} has no launch")))?;
-            // A pool deleted while its job ran is gone from the table; the launch still names it.
-            let pool = pools
-                .get(&launch.pool)
-                .cloned()
-                .unwrap_or_else(|| Pool::new(launch.pool.clone(), Default::default()));
+            let pool = pool_of(&pools, &launch);
             out.push(Claimed { job, pool, launch });
         }
         tx.commit()?;

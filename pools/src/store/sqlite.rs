@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
-    Outcome, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    heads_decide, launch_name, now_ms, routable,
+    Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
+    final_event, heads_decide, launch_name, now_ms, pool_of, routable,
 };
 use crate::pool::Pool;
 use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
@@ -195,6 +195,30 @@ fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<u64> {
     Ok(tx.last_insert_rowid() as u64)
 }
 
+/// Writes a pool's or queue's body under its name (tables `pools` and `queues`).
+fn put_named(
+    tx: &Transaction<'_>,
+    kind: &'static str,
+    name: &str,
+    body: &str,
+    how: Put,
+) -> Result<()> {
+    let sql = match (kind, &how) {
+        ("pool", Put::Create) => {
+            "INSERT INTO pools (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING"
+        }
+        ("pool", Put::Update) => "UPDATE pools SET body = ?2 WHERE name = ?1",
+        (_, Put::Create) => {
+            "INSERT INTO queues (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING"
+        }
+        (_, Put::Update) => "UPDATE queues SET body = ?2 WHERE name = ?1",
+    };
+    if tx.execute(sql, params![name, body])? == 0 {
+        return Err(how.refused(kind, name));
+    }
+    Ok(())
+}
+
 fn bump_revision(tx: &Transaction<'_>) -> Result<()> {
     tx.execute(
         "UPDATE meta SET value = value + 1 WHERE key = 'pools_revision'",
@@ -359,16 +383,7 @@ fn launch_of_job(conn: &Connection, job: u64) -> Result<Option<Launch>> {
 impl Store for SqliteStore {
     fn create_pool(&mut self, p: &Pool) -> Result<()> {
         let tx = self.write()?;
-        let n = tx.execute(
-            "INSERT INTO pools (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-            params![p.name, json(p)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                kind: "pool",
-                name: p.name.clone(),
-            });
-        }
+        put_named(&tx, "pool", &p.name, &json(p), Put::Create)?;
         bump_revision(&tx)?;
         tx.commit()?;
         Ok(())
@@ -376,16 +391,7 @@ impl Store for SqliteStore {
 
     fn update_pool(&mut self, p: &Pool) -> Result<()> {
         let tx = self.write()?;
-        let n = tx.execute(
-            "UPDATE pools SET body = ?2 WHERE name = ?1",
-            params![p.name, json(p)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                kind: "pool",
-                name: p.name.clone(),
-            });
-        }
+        put_named(&tx, "pool", &p.name, &json(p), Put::Update)?;
         bump_revision(&tx)?;
         tx.commit()?;
         Ok(())
@@ -453,32 +459,14 @@ impl Store for SqliteStore {
 
     fn create_queue(&mut self, q: &QueueConfig) -> Result<()> {
         let tx = self.write()?;
-        let n = tx.execute(
-            "INSERT INTO queues (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-            params![q.name, json(q)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::Exists {
-                kind: "queue",
-                name: q.name.clone(),
-            });
-        }
+        put_named(&tx, "queue", &q.name, &json(q), Put::Create)?;
         tx.commit()?;
         Ok(())
     }
 
     fn update_queue(&mut self, q: &QueueConfig) -> Result<()> {
         let tx = self.write()?;
-        let n = tx.execute(
-            "UPDATE queues SET body = ?2 WHERE name = ?1",
-            params![q.name, json(q)],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                kind: "queue",
-                name: q.name.clone(),
-            });
-        }
+        put_named(&tx, "queue", &q.name, &json(q), Put::Update)?;
         tx.commit()?;
         Ok(())
     }
@@ -703,16 +691,9 @@ impl Store for SqliteStore {
             && !l.state.is_final()
         {
             let mut events = l.events;
-            let state = if outcome.state == JobState::Failed && outcome.exit_code.is_none() {
-                LaunchState::Failed
-            } else {
-                LaunchState::Stopped
-            };
-            events.push(LaunchEvent {
-                state,
-                at: now_ms(),
-                detail: outcome.reason.clone(),
-            });
+            let end = final_event(outcome);
+            let state = end.state;
+            events.push(end);
             tx.execute(
                 "UPDATE launches SET state = ?2, events = ?3 WHERE id = ?1",
                 params![l.id as i64, state.as_str(), json(&events)],
@@ -739,11 +720,7 @@ impl Store for SqliteStore {
             let job = job_in(&self.conn, id as u64)?;
             let launch = launch_of_job(&self.conn, id as u64)?
                 .ok_or_else(|| corrupt("job", format!("claimed job {id} has no launch")))?;
-            // A pool deleted while its job ran is gone from the table; the launch still names it.
-            let pool = pools
-                .get(&launch.pool)
-                .cloned()
-                .unwrap_or_else(|| Pool::new(launch.pool.clone(), Default::default()));
+            let pool = pool_of(&pools, &launch);
             out.push(Claimed { job, pool, launch });
         }
         Ok(out)
