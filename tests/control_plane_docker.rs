@@ -18,18 +18,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::image::{Image, docker};
 use common::{bin, text};
 use serde_json::Value;
 
 const OWNER: &str = "flux-framework.org/control-plane";
 const LABEL: &str = "flux-framework.org/minicluster";
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker command")
-}
 
 fn docker_present() -> bool {
     let ok = docker(&["version"]).status.success();
@@ -39,67 +33,6 @@ fn docker_present() -> bool {
         );
     }
     ok
-}
-
-/// An image of the stand-in as `flux`, a shell as `/bin/sh`, and the libraries they and our
-/// entrypoint load.
-struct Image {
-    tag: String,
-}
-
-impl Image {
-    fn build(name: &str) -> Image {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let bins = root.join("usr/local/bin");
-        std::fs::create_dir_all(&bins).unwrap();
-        std::fs::create_dir_all(root.join("bin")).unwrap();
-        std::fs::copy(bin("flux-standin"), bins.join("flux-standin")).unwrap();
-        std::os::unix::fs::symlink("flux-standin", bins.join("flux")).unwrap();
-        let sh = std::fs::canonicalize("/bin/sh").unwrap();
-        std::fs::copy(&sh, root.join("bin/sh")).unwrap();
-        for b in [bin("entrypoint"), bin("flux-standin"), sh] {
-            let ldd = Command::new("ldd").arg(&b).output().unwrap();
-            for lib in text(&ldd.stdout)
-                .split_whitespace()
-                .filter(|w| w.starts_with('/'))
-            {
-                let dest = root.join(lib.trim_start_matches('/'));
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::copy(lib, &dest).unwrap();
-            }
-        }
-        let tag = format!("minicluster-test-{name}-{}:standin", std::process::id());
-        let archive = root.with_extension("tar");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(root)
-            .arg("-cf")
-            .arg(&archive)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(tar.success());
-        let out = Command::new("docker")
-            .args([
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-            ])
-            .arg(&archive)
-            .arg(&tag)
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&archive);
-        assert!(out.status.success(), "docker import: {}", text(&out.stderr));
-        Image { tag }
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.tag]);
-    }
 }
 
 /// One control plane's state directory, and what its launches carry.
@@ -349,7 +282,7 @@ fn a_docker_job_returns_its_exit_code_and_output_and_leaves_nothing() {
     if !docker_present() {
         return;
     }
-    let image = Image::build("code");
+    let image = Image::build("code", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
     let pool = pool_name("c");
@@ -407,7 +340,7 @@ fn a_running_docker_job_is_cancelled() {
     if !docker_present() {
         return;
     }
-    let image = Image::build("cancel");
+    let image = Image::build("cancel", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
     let pool = pool_name("x");
@@ -443,7 +376,7 @@ fn a_killed_control_plane_reattaches_and_the_job_runs_once() {
     if !docker_present() {
         return;
     }
-    let image = Image::build("kill");
+    let image = Image::build("kill", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
     let pool = pool_name("k");
@@ -546,7 +479,7 @@ fn leftover_containers_decide_whether_the_work_is_launched_again() {
     if !docker_present() {
         return;
     }
-    let image = Image::build("left");
+    let image = Image::build("left", true);
     let plane = Plane::new();
     std::fs::create_dir_all(plane.state().join("launches")).unwrap();
     let owner = plane.owner_filter();

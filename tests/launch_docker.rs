@@ -6,74 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::image::{Image, docker};
 use common::{bin, text};
-
-fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker command")
-}
-
-/// An image holding the stand-in as `flux`, and the libraries both binaries load.
-struct Image {
-    tag: String,
-}
-
-impl Image {
-    fn build() -> Image {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let bins = root.join("usr/local/bin");
-        std::fs::create_dir_all(&bins).unwrap();
-        std::fs::copy(bin("flux-standin"), bins.join("flux-standin")).unwrap();
-        std::os::unix::fs::symlink("flux-standin", bins.join("flux")).unwrap();
-        for b in [bin("entrypoint"), bin("flux-standin")] {
-            let ldd = Command::new("ldd").arg(&b).output().unwrap();
-            for lib in text(&ldd.stdout)
-                .split_whitespace()
-                .filter(|w| w.starts_with('/'))
-            {
-                let dest = root.join(lib.trim_start_matches('/'));
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::copy(lib, &dest).unwrap();
-            }
-        }
-        let tag = format!("minicluster-test-{}:standin", std::process::id());
-        let archive = root.with_extension("tar");
-        let tar = Command::new("tar")
-            .arg("-C")
-            .arg(root)
-            .arg("-cf")
-            .arg(&archive)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(tar.success());
-        let out = Command::new("docker")
-            .args([
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-            ])
-            .arg(&archive)
-            .arg(&tag)
-            .output()
-            .unwrap();
-        let _ = std::fs::remove_file(&archive);
-        assert!(out.status.success(), "docker import: {}", text(&out.stderr));
-        Image { tag }
-    }
-}
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.tag]);
-    }
-}
 
 /// Removes what a test launched even when it fails half-way.
 struct Cleanup(String);
@@ -132,7 +69,7 @@ fn four_containers_run_a_command_return_its_code_and_leave_nothing() {
     if !docker_present() {
         return;
     }
-    let image = Image::build();
+    let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dk{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
@@ -199,7 +136,7 @@ fn down_removes_everything_after_the_cli_is_killed() {
     if !docker_present() {
         return;
     }
-    let image = Image::build();
+    let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dkill{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
@@ -255,7 +192,7 @@ fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
     if !docker_present() {
         return;
     }
-    let image = Image::build();
+    let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dup{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
@@ -395,7 +332,7 @@ fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
     }
     // An image whose `flux` is not where it is said to be: the entrypoint's one error line,
     // its exit code, and nothing left.
-    let image = Image::build();
+    let image = Image::build("launch", false);
     let name = format!("noflux{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
     let out = minicluster(

@@ -1,6 +1,8 @@
 //! What the launch tests share: the workspace's binaries and output as text.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod image;
+
 use std::path::{Path, PathBuf};
 
 /// A binary of the workspace; they live beside this package's.

@@ -1,0 +1,83 @@
+//! A Docker image built here from scratch (no registry): the `flux` stand-in as `flux`, our
+//! entrypoint's libraries, optionally a shell, imported with `docker import`. Removed on drop.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use super::{bin, text};
+
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker command")
+}
+
+pub struct Image {
+    pub tag: String,
+}
+
+impl Image {
+    /// `name` tells images of different tests apart; `shell` adds this machine's `/bin/sh`.
+    pub fn build(name: &str, shell: bool) -> Image {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let bins = root.join("usr/local/bin");
+        std::fs::create_dir_all(&bins).unwrap();
+        std::fs::copy(bin("flux-standin"), bins.join("flux-standin")).unwrap();
+        std::os::unix::fs::symlink("flux-standin", bins.join("flux")).unwrap();
+        let mut with_libs = vec![bin("entrypoint"), bin("flux-standin")];
+        if shell {
+            std::fs::create_dir_all(root.join("bin")).unwrap();
+            let sh = std::fs::canonicalize("/bin/sh").unwrap();
+            std::fs::copy(&sh, root.join("bin/sh")).unwrap();
+            with_libs.push(sh);
+        }
+        for b in with_libs {
+            copy_libraries(&b, root);
+        }
+        let tag = format!("minicluster-test-{name}-{}:standin", std::process::id());
+        let archive = root.with_extension("tar");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(root)
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let out = Command::new("docker")
+            .args([
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            ])
+            .arg(&archive)
+            .arg(&tag)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&archive);
+        assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+        Image { tag }
+    }
+}
+
+/// The shared libraries `binary` loads, at their paths under `root`.
+fn copy_libraries(binary: &Path, root: &Path) {
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    for lib in text(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let dest = root.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap();
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.tag]);
+    }
+}
