@@ -211,6 +211,7 @@ impl Rig {
                     flux: None,
                     logs: self.logs.clone(),
                     poll: Duration::from_millis(10),
+                    warm: Default::default(),
                 }),
                 docker: Err("no docker here".into()),
                 kubernetes: Ok(Arc::clone(&self.exec) as Arc<dyn Executor>),

@@ -10,6 +10,7 @@ pub mod docker;
 pub mod kubernetes;
 pub mod minicluster;
 pub mod process;
+pub mod warm;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -80,6 +81,9 @@ pub trait Executor: Send + Sync {
     /// Removes what launches of jobs no longer claimed left behind (a dispatcher killed
     /// between recording an outcome and cleaning up).
     fn sweep(&self, active: &BTreeSet<String>);
+    /// Called on every turn of the dispatcher with the pools as they are now (warm
+    /// MiniClusters past their idle timeout, or drained, are torn down here).
+    fn tick(&self, _pools: &[crate::pool::Pool]) {}
     /// Rank 0's output of a job, from `offset` bytes on (live while it runs).
     fn log(&self, pool: &crate::pool::Pool, job: u64, launch: &str, offset: u64)
     -> Option<Vec<u8>>;
@@ -187,6 +191,14 @@ impl Dispatcher {
                 }
             }
             workers.retain(|w: &std::thread::JoinHandle<()>| !w.is_finished());
+            match with(&self.store, |s| s.pools()) {
+                Ok(pools) => {
+                    for e in self.executors.all() {
+                        e.tick(&pools);
+                    }
+                }
+                Err(e) => tracing::warn!("reading pools: {e}"),
+            }
             reap_children();
             self.wake.wait(self.options.tick);
         }

@@ -14,7 +14,7 @@ use minicluster_launcher::state::{self, Record};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use super::{Control, Executor, minicluster};
+use super::{Control, Executor, minicluster, warm};
 use crate::pool::Pool;
 use crate::store::{Claimed, JobState, LaunchState, Outcome};
 
@@ -28,6 +28,8 @@ pub struct ProcessExecutor {
     pub logs: PathBuf,
     /// How often a running launch is looked at.
     pub poll: Duration,
+    /// Warm MiniClusters of pools with an idle timeout.
+    pub warm: warm::Warm,
 }
 
 fn ended(state: JobState, exit_code: Option<i32>, reason: impl Into<Option<String>>) -> Outcome {
@@ -92,6 +94,15 @@ fn stop_rank0(root: &Path, name: &str) {
 impl Executor for ProcessExecutor {
     fn run(&self, c: &Claimed, ctl: &Control<'_>) -> Option<Outcome> {
         let l = self.launcher(&c.pool);
+        // What the timeline says wins (a launch made before the pool changed is followed
+        // as it was made); a job not launched yet goes by its pool.
+        let is_warm = match warm::from_timeline(c) {
+            Some(named) => named.is_some(),
+            None => c.pool.idle_timeout > 0,
+        };
+        if is_warm {
+            return self.warm.run(&l, c, ctl, self.poll);
+        }
         let name = c.launch.name.as_str();
         // A launch past `requested` was made by an earlier run of the dispatcher.
         let mut attached = false;
@@ -215,7 +226,10 @@ impl Executor for ProcessExecutor {
 
     fn keep_log(&self, c: &Claimed) {
         let root = self.root_of(&c.pool);
-        let from = state::dir(&root, &c.launch.name).join("rank-0.log");
+        let from = match self.warm.cluster_of(c.job.id) {
+            Some(n) => warm::job_log(&root, &n, c.job.id),
+            None => state::dir(&root, &c.launch.name).join("rank-0.log"),
+        };
         let to = self.kept_log(c.job.id);
         let tmp = to.with_extension("log.tmp");
         let copied = std::fs::create_dir_all(&self.logs)
@@ -227,6 +241,10 @@ impl Executor for ProcessExecutor {
     }
 
     fn clean_up(&self, c: &Claimed) {
+        if self.warm.cluster_of(c.job.id).is_some() {
+            self.warm.clean_up(&self.root_of(&c.pool), c.job.id);
+            return;
+        }
         if let Err(e) = self.launcher(&c.pool).forget(&c.launch.name) {
             tracing::warn!(launch = %c.launch.name, "cleaning up: {e}");
         }
@@ -234,6 +252,12 @@ impl Executor for ProcessExecutor {
 
     fn sweep(&self, active: &BTreeSet<String>) {
         let l = self.launcher(&Pool::default());
+        let jobs: BTreeSet<u64> = active
+            .iter()
+            .filter(|n| is_job_launch(n))
+            .filter_map(|n| n.rsplit_once("-j").and_then(|(_, id)| id.parse().ok()))
+            .collect();
+        self.warm.sweep(&self.root, &jobs);
         // Every launch directory, not only those with a record: a control plane killed while
         // it removed a finished launch leaves one whose record is already gone.
         let names: BTreeSet<String> = std::fs::read_dir(&self.root)
@@ -253,12 +277,19 @@ impl Executor for ProcessExecutor {
         }
     }
 
+    fn tick(&self, pools: &[Pool]) {
+        self.reap(pools);
+    }
+
     fn log(&self, pool: &Pool, job: u64, launch: &str, offset: u64) -> Option<Vec<u8>> {
         let kept = self.kept_log(job);
+        let root = self.root_of(pool);
         let path = if kept.exists() {
             kept
+        } else if let Some(n) = self.warm.cluster_of(job) {
+            warm::job_log(&root, &n, job)
         } else {
-            state::dir(&self.root_of(pool), launch).join("rank-0.log")
+            state::dir(&root, launch).join("rank-0.log")
         };
         let mut f = std::fs::File::open(path).ok()?;
         f.seek(SeekFrom::Start(offset)).ok()?;
@@ -266,6 +297,19 @@ impl Executor for ProcessExecutor {
         // A snapshot of at most 1 MiB per call; callers page on with the offset.
         f.take(1 << 20).read_to_end(&mut out).ok()?;
         Some(out)
+    }
+}
+
+impl ProcessExecutor {
+    /// Tears down the warm MiniClusters that are done (see [`warm::Warm::reap`]).
+    pub fn reap(&self, pools: &[Pool]) {
+        let mut roots: BTreeSet<PathBuf> = BTreeSet::from([self.root.clone()]);
+        roots.extend(pools.iter().map(|p| self.root_of(p)));
+        for root in roots {
+            let mut l = self.launcher(&Pool::default());
+            l.root = root;
+            self.warm.reap(&l, pools);
+        }
     }
 }
 

@@ -132,6 +132,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
             flux: o.flux.clone(),
             logs: o.state_dir.join("logs"),
             poll: Duration::from_millis(50),
+            warm: Default::default(),
         }),
         docker: docker.map(|d| Arc::new(d) as Arc<dyn Executor>),
         // Kubernetes pools run their jobs when a kubeconfig (or the pod this runs in) names a
