@@ -14,109 +14,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{files_under, processes_mentioning, run_bounded};
 use common::{bin, text};
 use serde_json::{Value, json};
-
-/// Runs `cmd` to its end, or kills it and fails after `limit`.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let pipe = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = pipe(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = pipe(child.stderr.take().map(|r| Box::new(r) as _));
-    let until = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not end within {limit:?}\nstdout: {}\nstderr: {}",
-                text(&out.join().unwrap()),
-                text(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// Processes (not zombies) whose command line contains `s`, as "pid: cmdline".
-fn processes_mentioning(s: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let zombie = stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'));
-            (pid != me && cmd.contains(s) && !zombie).then_some((pid, cmd))
-        })
-        .collect()
-}
-
-/// Every file under `dir`, relative to it.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A deterministic generator for the kill schedule (splitmix64), so a seed repeats a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// In `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 /// A running `minicluster serve`; dropping it SIGKILLs and reaps it.
 struct Server {
@@ -605,8 +509,8 @@ fn crash_scenario(database: Option<TestDatabase>) {
                 .unwrap()
                 .as_nanos() as u64
         });
-    let mut rng = Rng(seed);
-    let kills = rng.between(5, 8);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let kills = rng.u64(5..=8);
     println!("crash test: seed {seed} (MC_TEST_SEED={seed} repeats it), {kills} kills");
 
     // Submitted while the queue is paused, so the kills below fall while the jobs are
@@ -618,7 +522,7 @@ fn crash_scenario(database: Option<TestDatabase>) {
     let ran_arg = ran.display().to_string();
     let mut index_of: BTreeMap<u64, u64> = BTreeMap::new();
     for i in 0..CRASH_JOBS {
-        let nap = format!("0.{}", rng.between(10, 40));
+        let nap = format!("0.{}", rng.u64(10..=40));
         let (status, j) = p.post(
             "/v1/jobs",
             &json!({
@@ -632,7 +536,7 @@ fn crash_scenario(database: Option<TestDatabase>) {
     }
     p.ok(&["queues", "resume", "crash"]);
     for k in 1..=kills {
-        let delay = rng.between(50, 700);
+        let delay = rng.u64(50..=700);
         std::thread::sleep(Duration::from_millis(delay));
         let c = p.counts("crash");
         let n = |s: &str| c.get(s).copied().unwrap_or(0);

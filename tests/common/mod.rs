@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 pub mod image;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 
