@@ -134,12 +134,12 @@ pub const COMMON: FieldTable = &[
     (
         "serverHost",
         FieldKind::Text,
-        "address the launched MiniClusters reach the control plane at",
+        "address the launched MiniClusters reach the control plane at (stored; not used yet)",
     ),
     (
         "concurrency",
         FieldKind::Count,
-        "jobs a warm MiniCluster runs at once",
+        "jobs a warm MiniCluster runs at once (stored; one at a time for now)",
     ),
 ];
 
