@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Control, Executor, minicluster};
 use crate::pool::Pool;
-use crate::store::{Claimed, Job, JobState, LaunchState, Outcome, launch_name};
+use crate::store::{Claimed, JobState, LaunchState, Outcome, launch_name};
 
 /// Label of every MiniCluster (and Job) launched for a job: the pool's name.
 pub const POOL_LABEL: &str = "flux-framework.org/pool";
@@ -136,24 +136,6 @@ fn ended(state: JobState, exit_code: Option<i32>, reason: impl Into<Option<Strin
         exit_code,
         reason: reason.into(),
     }
-}
-
-/// The MiniCluster of `job` on kubernetes pool `pool`: [`minicluster::for_job`] with the
-/// pool's kubernetes fields applied ([`apply_pool_fields`]), validated again.
-pub fn for_job(job: &Job, pool: &Pool, name: &str) -> Result<MiniCluster, String> {
-    let mut mc = minicluster::for_job(job, pool, name)?;
-    apply_pool_fields(&mut mc, pool, job.id)?;
-    let problems = minicluster_core::spec::validate(&mc);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        return Err(format!(
-            "job {} on pool {}: the MiniCluster is not valid with the pool's fields: {}",
-            job.id,
-            pool.name,
-            list.join("; ")
-        ));
-    }
-    Ok(mc)
 }
 
 /// Parses a JSON-valued pool field as `T`, refusing fields `T` does not have (a silently
@@ -289,7 +271,7 @@ pub fn apply_pool_fields(mc: &mut MiniCluster, pool: &Pool, job: u64) -> Result<
 
 /// The headless Service of a launch without an operator (named by [`apply_pool_fields`]).
 fn headless_of(c: &Claimed) -> Option<String> {
-    for_job(&c.job, &c.pool, &c.launch.name)
+    minicluster::for_job(&c.job, &c.pool, &c.launch.name)
         .ok()?
         .spec
         .network?
@@ -799,7 +781,7 @@ impl KubernetesExecutor {
                             "cancelled before its MiniCluster started".to_string(),
                         ));
                     }
-                    let mc = match for_job(&c.job, &c.pool, name) {
+                    let mc = match minicluster::for_job(&c.job, &c.pool, name) {
                         Ok(mc) => mc,
                         Err(e) => return Some(ended(JobState::Failed, None, e)),
                     };
@@ -1023,7 +1005,7 @@ impl Executor for KubernetesExecutor {
 mod tests {
     use super::*;
     use crate::pool::LauncherType;
-    use crate::store::NewJob;
+    use crate::store::{Job, NewJob};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     use serde_json::json;
 
@@ -1073,7 +1055,7 @@ mod tests {
                 r#"{"data": {"claimName": "data", "path": "/data"}}"#,
             ),
         ]);
-        let mc = for_job(&job(), &p, "gpu-j7").unwrap();
+        let mc = minicluster::for_job(&job(), &p, "gpu-j7").unwrap();
         assert_eq!(mc.metadata.namespace.as_deref(), Some("hpc"));
         let l = mc.metadata.labels.as_ref().unwrap();
         assert_eq!(
@@ -1122,7 +1104,7 @@ mod tests {
         p.template = Some(
             "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: tpl}\nspec:\n  size: 2\n  backoffLimit: 3\n  cleanup: true\n  network: {headlessName: tpl-net}\n  pod:\n    restartPolicy: OnFailure\n    nodeSelector: {disktype: ssd, zone: a}\n  containers:\n    - image: img\n      pullAlways: true\n".into(),
         );
-        let mc = for_job(&job(), &p, "gpu-j7").unwrap();
+        let mc = minicluster::for_job(&job(), &p, "gpu-j7").unwrap();
         let pod = mc.spec.pod.as_ref().unwrap();
         assert_eq!(pod.node_selector["disktype"], "ssd");
         assert_eq!(pod.node_selector["zone"], "b", "the pool wins per key");
@@ -1134,7 +1116,8 @@ mod tests {
             Some("tpl-net")
         );
         assert!(mc.spec.containers[0].pull_always, "no imagePullPolicy set");
-        let mc = for_job(&job(), &pool(&[("imagePullPolicy", "Never")]), "gpu-j7").unwrap();
+        let mc =
+            minicluster::for_job(&job(), &pool(&[("imagePullPolicy", "Never")]), "gpu-j7").unwrap();
         assert!(!mc.spec.containers[0].pull_always);
     }
 
@@ -1159,7 +1142,7 @@ mod tests {
             ("annotations", r#"{"a": {"b": 1}}"#, "set.annotations"),
             ("activeDeadlineSeconds", "0", "set.activeDeadlineSeconds"),
         ] {
-            let e = for_job(&job(), &pool(&[(key, value)]), "gpu-j7").unwrap_err();
+            let e = minicluster::for_job(&job(), &pool(&[(key, value)]), "gpu-j7").unwrap_err();
             assert!(e.contains(want), "{key}={value}: {e}");
             assert!(e.starts_with("pool gpu: "), "{e}");
         }

@@ -1,13 +1,33 @@
 //! The MiniCluster a job runs on: the pool's template (or a plain one of the pool's image),
-//! named after the launch, sized for the job, running the job's command. A pure function.
+//! named after the launch, sized for the job, running the job's command, with a kubernetes
+//! pool's fields on its spec. A pure function.
 
 use minicluster_core::MiniCluster;
 
-use crate::pool::Pool;
+use crate::pool::{LauncherType, Pool};
 use crate::store::Job;
 
 /// Builds and validates the MiniCluster for `job` on `pool`; the error says what to fix.
 pub fn for_job(job: &Job, pool: &Pool, name: &str) -> Result<MiniCluster, String> {
+    let mut mc = unchecked(job, pool, name)?;
+    if pool.launcher == LauncherType::Kubernetes {
+        super::kubernetes::apply_pool_fields(&mut mc, pool, job.id)?;
+    }
+    let problems = minicluster_core::spec::validate(&mc);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        return Err(format!(
+            "job {} on pool {}: the MiniCluster is not valid: {}",
+            job.id,
+            pool.name,
+            list.join("; ")
+        ));
+    }
+    Ok(mc)
+}
+
+/// The MiniCluster before the launcher's own fields and validation.
+fn unchecked(job: &Job, pool: &Pool, name: &str) -> Result<MiniCluster, String> {
     let mut mc = match &pool.template {
         Some(t) => {
             let loaded = minicluster_core::spec::load_bytes(
@@ -66,16 +86,6 @@ pub fn for_job(job: &Job, pool: &Pool, name: &str) -> Result<MiniCluster, String
         }
         c.environment
             .insert("MINICLUSTER_JOB".into(), job.id.to_string());
-    }
-    let problems = minicluster_core::spec::validate(&mc);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        return Err(format!(
-            "job {} on pool {}: the MiniCluster is not valid: {}",
-            job.id,
-            pool.name,
-            list.join("; ")
-        ));
     }
     Ok(mc)
 }
