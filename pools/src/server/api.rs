@@ -262,13 +262,11 @@ pub async fn list_queues(State(st): State<AppState>) -> ApiResult<Json<Vec<Value
         let queues = s.queues()?;
         let mut out = Vec::new();
         for q in queues {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for j in s.jobs(&JobFilter {
-                queue: Some(q.name.clone()),
-                ..JobFilter::default()
-            })? {
-                *counts.entry(j.state.as_str()).or_default() += 1;
-            }
+            let counts: BTreeMap<&str, u32> = s
+                .counts(&q.name)?
+                .into_iter()
+                .map(|(state, n)| (state.as_str(), n))
+                .collect();
             let mut v = serde_json::to_value(&q).expect("a queue serialises");
             v["jobs"] = json!(counts);
             out.push(v);
@@ -403,13 +401,7 @@ pub async fn list_jobs(
 pub async fn get_job(State(st): State<AppState>, Path(id): Path<u64>) -> ApiResult<Json<Value>> {
     let (job, launch) = store(&st, move |s| {
         let job = s.job(id)?;
-        let launch = match &job.pool {
-            Some(p) => s
-                .launches(Some(p), 10_000)?
-                .into_iter()
-                .find(|l| l.job == id),
-            None => None,
-        };
+        let launch = s.launch_of(id)?;
         Ok((job, launch))
     })
     .await?;

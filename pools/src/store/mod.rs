@@ -96,7 +96,7 @@ pub struct NewJob {
     pub size: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Waiting,
@@ -258,6 +258,17 @@ pub(crate) enum Put {
 }
 
 impl Put {
+    /// Its statement on `pools` or `queues` (`table`); `p` is the backend's placeholder sign,
+    /// parameter 1 the name and 2 the body.
+    pub(crate) fn sql(&self, table: &str, p: char) -> String {
+        match self {
+            Put::Create => format!(
+                "INSERT INTO {table} (name, body) VALUES ({p}1, {p}2) ON CONFLICT (name) DO NOTHING"
+            ),
+            Put::Update => format!("UPDATE {table} SET body = {p}2 WHERE name = {p}1"),
+        }
+    }
+
     /// The refusal when no row changed.
     pub(crate) fn refused(&self, kind: &'static str, name: &str) -> StoreError {
         let name = name.to_string();
@@ -266,6 +277,44 @@ impl Put {
             Put::Update => StoreError::NotFound { kind, name },
         }
     }
+}
+
+/// The columns a claim reads of a waiting job, in [`Candidate`]'s order.
+const CANDIDATE_COLUMNS: &str = r#"id, "user", project, priority, requires"#;
+
+/// Every waiting job of a queue (parameter 1), oldest first: what a claim reads when
+/// [`heads_decide`] says the heads are not enough. `p` is the backend's placeholder sign.
+pub(crate) fn waiting_sql(p: char) -> String {
+    format!(
+        "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE queue = {p}1 AND state = 'waiting' ORDER BY id"
+    )
+}
+
+/// The waiting jobs a claim reads first: the oldest of each fairness group at one priority
+/// (parameter 1 the queue, 2 the priority), by a skip scan of the index — one index step per
+/// user or project instead of a pass over every waiting job. `p` is the backend's
+/// placeholder sign.
+pub(crate) fn heads_sql(fairness: Fairness, p: char) -> String {
+    let at = format!("queue = {p}1 AND state = 'waiting' AND priority = {p}2");
+    let group = match fairness {
+        Fairness::None => {
+            return format!("SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} ORDER BY id LIMIT 1");
+        }
+        Fairness::Users => r#""user""#,
+        Fairness::Projects => "project",
+    };
+    format!(
+        "WITH RECURSIVE g(k) AS (
+            SELECT MIN({group}) FROM jobs WHERE {at}
+            UNION ALL
+            SELECT (SELECT MIN({group}) FROM jobs WHERE {at} AND {group} > g.k)
+            FROM g WHERE g.k IS NOT NULL
+        )
+        SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE id IN (
+            SELECT (SELECT MIN(id) FROM jobs WHERE {at} AND {group} = g.k)
+            FROM g WHERE g.k IS NOT NULL
+        ) ORDER BY id"
+    )
 }
 
 /// The step that ends a launch's timeline when its job ends this way: `failed` when the
@@ -411,6 +460,10 @@ pub trait Store: Send {
     fn submit(&mut self, job: &NewJob) -> Result<u64>;
     fn job(&mut self, id: u64) -> Result<Job>;
     fn jobs(&mut self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// The launch of a job, if it was claimed.
+    fn launch_of(&mut self, job: u64) -> Result<Option<Launch>>;
+    /// How many jobs of a queue are in each state (states with none are left out).
+    fn counts(&mut self, queue: &str) -> Result<BTreeMap<JobState, u32>>;
     /// A waiting job is cancelled at once; a claimed one is marked for the dispatcher.
     fn cancel(&mut self, id: u64) -> Result<Job>;
 

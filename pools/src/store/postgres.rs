@@ -20,10 +20,10 @@ use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Tran
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
     Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    final_event, heads_decide, launch_name, now_ms, pool_of, routable,
+    final_event, heads_decide, heads_sql, launch_name, now_ms, pool_of, routable, waiting_sql,
 };
 use crate::pool::Pool;
-use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
+use crate::queue::{QueueConfig, QueueState, Queued, admit};
 
 /// The advisory lock key every write transaction takes ("mcpools" and a version byte).
 /// Advisory locks are per database, so stores on different databases do not wait for each
@@ -180,26 +180,6 @@ impl PostgresStore {
             .read_only(true)
             .start()?)
     }
-
-    /// Jobs by state, for a queue: (waiting, claimed, finished in any way).
-    pub fn counts(&mut self, queue: &str) -> Result<(u32, u32, u32)> {
-        let mut tx = self.read()?;
-        let rows = tx.query(
-            "SELECT state, COUNT(*) FROM jobs WHERE queue = $1 GROUP BY state",
-            &[&queue],
-        )?;
-        let mut out = (0, 0, 0);
-        for r in rows {
-            let n = count(&r, 1)?;
-            match r.try_get::<_, &str>(0)? {
-                "waiting" => out.0 = n,
-                "claimed" => out.1 = n,
-                _ => out.2 += n,
-            }
-        }
-        tx.commit()?;
-        Ok(out)
-    }
 }
 
 fn count(r: &Row, idx: usize) -> Result<u32> {
@@ -296,33 +276,6 @@ fn launch_of_job(c: &mut impl GenericClient, job: u64) -> Result<Option<Launch>>
     .transpose()
 }
 
-/// The oldest waiting job of each user at one priority, by a skip scan of the index: one
-/// index step per user instead of a pass over every waiting job.
-const HEADS_BY_USER: &str = r#"
-WITH RECURSIVE g(k) AS (
-    SELECT MIN("user") FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2
-    UNION ALL
-    SELECT (SELECT MIN("user") FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND "user" > g.k)
-    FROM g WHERE g.k IS NOT NULL
-)
-SELECT id, "user", project, priority, requires FROM jobs WHERE id IN (
-    SELECT (SELECT MIN(id) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND "user" = g.k)
-    FROM g WHERE g.k IS NOT NULL
-) ORDER BY id"#;
-
-/// [`HEADS_BY_USER`] by project.
-const HEADS_BY_PROJECT: &str = r#"
-WITH RECURSIVE g(k) AS (
-    SELECT MIN(project) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2
-    UNION ALL
-    SELECT (SELECT MIN(project) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND project > g.k)
-    FROM g WHERE g.k IS NOT NULL
-)
-SELECT id, "user", project, priority, requires FROM jobs WHERE id IN (
-    SELECT (SELECT MIN(id) FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 AND project = g.k)
-    FROM g WHERE g.k IS NOT NULL
-) ORDER BY id"#;
-
 /// Writes a pool's or queue's body under its name (tables `pools` and `queues`).
 fn put_named(
     tx: &mut Transaction<'_>,
@@ -331,17 +284,8 @@ fn put_named(
     body: &str,
     how: Put,
 ) -> Result<()> {
-    let sql = match (kind, &how) {
-        ("pool", Put::Create) => {
-            "INSERT INTO pools (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
-        }
-        ("pool", Put::Update) => "UPDATE pools SET body = $2 WHERE name = $1",
-        (_, Put::Create) => {
-            "INSERT INTO queues (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
-        }
-        (_, Put::Update) => "UPDATE queues SET body = $2 WHERE name = $1",
-    };
-    if tx.execute(sql, &[&name, &body])? == 0 {
+    let sql = how.sql(&format!("{kind}s"), '$');
+    if tx.execute(&sql, &[&name, &body])? == 0 {
         return Err(how.refused(kind, name));
     }
     Ok(())
@@ -507,6 +451,26 @@ impl Store for PostgresStore {
         Ok(job)
     }
 
+    fn launch_of(&mut self, job: u64) -> Result<Option<Launch>> {
+        let mut tx = self.read()?;
+        let launch = launch_of_job(&mut tx, job)?;
+        tx.commit()?;
+        Ok(launch)
+    }
+
+    fn counts(&mut self, queue: &str) -> Result<BTreeMap<JobState, u32>> {
+        let mut tx = self.read()?;
+        let mut out = BTreeMap::new();
+        for r in tx.query(
+            "SELECT state, COUNT(*) FROM jobs WHERE queue = $1 GROUP BY state",
+            &[&queue],
+        )? {
+            out.insert(JobState::parse(r.try_get(0)?)?, count(&r, 1)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn jobs(&mut self, f: &JobFilter) -> Result<Vec<Job>> {
         let mut tx = self.read()?;
         let rows = tx.query(
@@ -574,20 +538,9 @@ impl Store for PostgresStore {
             .into_iter()
             .filter(|p| p.enabled)
             .collect();
-        let heads_sql = match q.fairness {
-            Fairness::None => {
-                r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' AND priority = $2 ORDER BY id LIMIT 1"#
-            }
-            Fairness::Users => HEADS_BY_USER,
-            Fairness::Projects => HEADS_BY_PROJECT,
-        };
-        let mut waiting = candidates(&mut tx, heads_sql, &[&queue, &top])?;
+        let mut waiting = candidates(&mut tx, &heads_sql(q.fairness, '$'), &[&queue, &top])?;
         if !heads_decide(&q, &waiting, &all_enabled) {
-            waiting = candidates(
-                &mut tx,
-                r#"SELECT id, "user", project, priority, requires FROM jobs WHERE queue = $1 AND state = 'waiting' ORDER BY id"#,
-                &[&queue],
-            )?;
+            waiting = candidates(&mut tx, &waiting_sql('$'), &[&queue])?;
         }
         let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
         let mut usage: BTreeMap<String, f64> = BTreeMap::new();

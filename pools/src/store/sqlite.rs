@@ -10,10 +10,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use super::{
     Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
     Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    final_event, heads_decide, launch_name, now_ms, pool_of, routable,
+    final_event, heads_decide, heads_sql, launch_name, now_ms, pool_of, routable, waiting_sql,
 };
 use crate::pool::Pool;
-use crate::queue::{Fairness, QueueConfig, QueueState, Queued, admit};
+use crate::queue::{QueueConfig, QueueState, Queued, admit};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -125,25 +125,6 @@ impl SqliteStore {
         tx.commit()?;
         Ok(ids)
     }
-
-    /// Jobs by state, for a queue: (waiting, claimed, finished in any way).
-    pub fn counts(&mut self, queue: &str) -> Result<(u32, u32, u32)> {
-        let mut st = self
-            .conn
-            .prepare("SELECT state, COUNT(*) FROM jobs WHERE queue = ?1 GROUP BY state")?;
-        let mut out = (0, 0, 0);
-        for row in st.query_map(params![queue], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
-        })? {
-            let (state, n) = row?;
-            match state.as_str() {
-                "waiting" => out.0 = n,
-                "claimed" => out.1 = n,
-                _ => out.2 += n,
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// Waiting jobs as the decision sees them.
@@ -203,17 +184,8 @@ fn put_named(
     body: &str,
     how: Put,
 ) -> Result<()> {
-    let sql = match (kind, &how) {
-        ("pool", Put::Create) => {
-            "INSERT INTO pools (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING"
-        }
-        ("pool", Put::Update) => "UPDATE pools SET body = ?2 WHERE name = ?1",
-        (_, Put::Create) => {
-            "INSERT INTO queues (name, body) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING"
-        }
-        (_, Put::Update) => "UPDATE queues SET body = ?2 WHERE name = ?1",
-    };
-    if tx.execute(sql, params![name, body])? == 0 {
+    let sql = how.sql(&format!("{kind}s"), '?');
+    if tx.execute(&sql, params![name, body])? == 0 {
         return Err(how.refused(kind, name));
     }
     Ok(())
@@ -255,33 +227,6 @@ fn queue_in(conn: &Connection, name: &str) -> Result<QueueConfig> {
     })?;
     parse("queue", &body)
 }
-
-/// The oldest waiting job of each user at one priority, by a skip scan of the index: one
-/// index step per user instead of a pass over every waiting job.
-const HEADS_BY_USER: &str = "
-WITH RECURSIVE g(k) AS (
-    SELECT MIN(user) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2
-    UNION ALL
-    SELECT (SELECT MIN(user) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND user > g.k)
-    FROM g WHERE g.k IS NOT NULL
-)
-SELECT id, user, project, priority, requires FROM jobs WHERE id IN (
-    SELECT (SELECT MIN(id) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND user = g.k)
-    FROM g WHERE g.k IS NOT NULL
-) ORDER BY id";
-
-/// [`HEADS_BY_USER`] by project.
-const HEADS_BY_PROJECT: &str = "
-WITH RECURSIVE g(k) AS (
-    SELECT MIN(project) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2
-    UNION ALL
-    SELECT (SELECT MIN(project) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND project > g.k)
-    FROM g WHERE g.k IS NOT NULL
-)
-SELECT id, user, project, priority, requires FROM jobs WHERE id IN (
-    SELECT (SELECT MIN(id) FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 AND project = g.k)
-    FROM g WHERE g.k IS NOT NULL
-) ORDER BY id";
 
 const JOB_COLUMNS: &str =
     "id, spec, state, exit_code, reason, pool, launch, cancel_requested, submitted, finished";
@@ -501,6 +446,25 @@ impl Store for SqliteStore {
         job_in(&self.conn, id)
     }
 
+    fn launch_of(&mut self, job: u64) -> Result<Option<Launch>> {
+        launch_of_job(&self.conn, job)
+    }
+
+    fn counts(&mut self, queue: &str) -> Result<BTreeMap<JobState, u32>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT state, COUNT(*) FROM jobs WHERE queue = ?1 GROUP BY state")?;
+        let rows = st.query_map(params![queue], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (state, n) = row?;
+            out.insert(JobState::parse(&state)?, n);
+        }
+        Ok(out)
+    }
+
     fn jobs(&mut self, f: &JobFilter) -> Result<Vec<Job>> {
         let mut st = self.conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR user = ?3) ORDER BY id DESC LIMIT ?4"
@@ -562,20 +526,9 @@ impl Store for SqliteStore {
         let pools: Vec<Pool> = all_pools(&tx)?.into_iter().filter(|p| p.enabled).collect();
         // Usually the oldest job of each user (or project) at the top priority decides; only
         // when one of those no pool can run does the decision need every waiting job.
-        let heads_sql = match q.fairness {
-            Fairness::None => {
-                "SELECT id, user, project, priority, requires FROM jobs WHERE queue = ?1 AND state = 'waiting' AND priority = ?2 ORDER BY id LIMIT 1"
-            }
-            Fairness::Users => HEADS_BY_USER,
-            Fairness::Projects => HEADS_BY_PROJECT,
-        };
-        let mut waiting = candidates(&tx, heads_sql, params![queue, top])?;
+        let mut waiting = candidates(&tx, &heads_sql(q.fairness, '?'), params![queue, top])?;
         if !heads_decide(&q, &waiting, &pools) {
-            waiting = candidates(
-                &tx,
-                "SELECT id, user, project, priority, requires FROM jobs WHERE queue = ?1 AND state = 'waiting' ORDER BY id",
-                params![queue],
-            )?;
+            waiting = candidates(&tx, &waiting_sql('?'), params![queue])?;
         }
         if waiting.is_empty() {
             return Ok(None);

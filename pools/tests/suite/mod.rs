@@ -131,6 +131,17 @@ pub fn admission_claims_and_limits(open: Open) {
         vec![JobState::Claimed, JobState::Claimed, JobState::Done]
     );
     assert_eq!(s.active().unwrap().len(), 2);
+    assert_eq!(
+        s.counts("q").unwrap().into_iter().collect::<Vec<_>>(),
+        vec![(JobState::Claimed, 2), (JobState::Done, 1)]
+    );
+    assert!(s.counts("nope").unwrap().is_empty());
+    let l = s
+        .launch_of(first.job.id)
+        .unwrap()
+        .expect("a claimed job has a launch");
+    assert_eq!((l.job, l.state), (first.job.id, LaunchState::Stopped));
+    assert_eq!(s.launch_of(999).unwrap(), None);
 }
 
 pub fn routing_and_pool_limits(open: Open) {
