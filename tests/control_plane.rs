@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{files_under, processes_mentioning, run_bounded};
+use common::process::{control_cli, files_under, processes_mentioning, run_bounded, succeeded};
 use common::{bin, text};
 use serde_json::{Value, json};
 
@@ -310,29 +310,12 @@ impl Plane {
 
     /// The CLI against this server (at most 60 s).
     fn mc(&self, args: &[&str]) -> Output {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_minicluster"))
-                .args(args)
-                .env("MINICLUSTER_SERVER", self.url())
-                .env("MINICLUSTER_STATE_DIR", self.tmp.path())
-                .env("USER", "tester")
-                .env_remove("MINICLUSTER_DATABASE"),
-            Duration::from_secs(60),
-        )
+        control_cli(self.url(), self.tmp.path(), args)
     }
 
     /// The CLI, which must succeed; its standard output.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.mc(args);
-        assert!(
-            out.status.success(),
-            "minicluster {args:?} failed ({}):\n{}{}\n{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            self.server_logs()
-        );
-        text(&out.stdout)
+        succeeded(args, &self.mc(args), || self.server_logs())
     }
 
     /// The CLI, which must fail with exit code 1 and one `error:` line naming every

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{processes_mentioning, run_bounded};
+use common::process::{control_cli, processes_mentioning, succeeded};
 use common::{bin, text};
 use serde_json::Value;
 
@@ -123,28 +123,12 @@ impl Plane {
     }
 
     fn mc(&self, args: &[&str]) -> Output {
-        run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_minicluster"))
-                .args(args)
-                .env("MINICLUSTER_SERVER", &self.url)
-                .env("MINICLUSTER_STATE_DIR", self.tmp.path())
-                .env("USER", "tester")
-                .env_remove("MINICLUSTER_DATABASE"),
-            Duration::from_secs(60),
-        )
+        control_cli(&self.url, self.tmp.path(), args)
     }
 
+    /// The CLI, which must succeed; its standard output.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.mc(args);
-        assert!(
-            out.status.success(),
-            "minicluster {args:?} failed ({}):\n{}{}\n{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr),
-            self.logs()
-        );
-        text(&out.stdout)
+        succeeded(args, &self.mc(args), || self.logs())
     }
 
     /// Each launch's timeline, by job id: (state, detail) in order.

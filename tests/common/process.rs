@@ -86,3 +86,31 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The `minicluster` CLI as a client of the control plane at `server`, with `state` as its
+/// state directory and user `tester` (at most 60 s).
+pub fn control_cli(server: &str, state: &Path, args: &[&str]) -> Output {
+    run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_minicluster"))
+            .args(args)
+            .env("MINICLUSTER_SERVER", server)
+            .env("MINICLUSTER_STATE_DIR", state)
+            .env("USER", "tester")
+            .env_remove("MINICLUSTER_DATABASE"),
+        Duration::from_secs(60),
+    )
+}
+
+/// The standard output of `minicluster ARGS`, which must have succeeded; `context` (the
+/// server's log, read only on failure) goes into the failure.
+pub fn succeeded(args: &[&str], out: &Output, context: impl FnOnce() -> String) -> String {
+    assert!(
+        out.status.success(),
+        "minicluster {args:?} failed ({}):\n{}{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr),
+        context()
+    );
+    text(&out.stdout)
+}
