@@ -220,7 +220,6 @@ impl Rig {
             stop: Arc::clone(&self.stop),
             options: Options {
                 tick: Duration::from_millis(20),
-                logs: self.logs.clone(),
             },
         };
         self.dispatcher = Some(std::thread::spawn(move || d.run().unwrap()));

@@ -13,7 +13,6 @@ pub mod process;
 pub mod warm;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -121,8 +120,6 @@ impl Executors {
 pub struct Options {
     /// How often queues are looked at when nothing wakes the dispatcher.
     pub tick: Duration,
-    /// Where job logs are kept after their launch is gone.
-    pub logs: PathBuf,
 }
 
 /// Wakes the dispatcher (a submission, a finished job, a pool change).
@@ -157,8 +154,8 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Re-attaches to the claimed jobs, then dispatches until `stop`. Returns the worker
-    /// threads, which end when their jobs end (or at once on stop).
+    /// Re-attaches to the claimed jobs, then dispatches until `stop`; returns once every
+    /// worker thread has ended (at once on stop: the work itself goes on).
     pub fn run(&self) -> Result<(), StoreError> {
         let mut workers = Vec::new();
         let active = with(&self.store, |s| s.active())?;

@@ -156,10 +156,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
         executors: Arc::clone(&executors),
         wake: Arc::clone(&wake),
         stop: Arc::clone(&stop),
-        options: Options {
-            tick: o.tick,
-            logs: o.state_dir.join("logs"),
-        },
+        options: Options { tick: o.tick },
     };
     let dispatch = std::thread::spawn(move || dispatcher.run());
     let listener =
