@@ -2,26 +2,17 @@
 //! `ProcessLauncher::outcome` and learns, from the files alone, whether the work ran and with
 //! what exit code; a second launch of the same name never runs the work again.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::bin;
 use minicluster_launcher::Error;
 use minicluster_launcher::outcome::{Outcome, exit_file, started_file};
 use minicluster_launcher::process::ProcessLauncher;
 use minicluster_launcher::request::Request;
 use minicluster_launcher::state::{self, Record};
-
-/// The workspace's binaries (built with the workspace's tests).
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap();
-    let p = dir.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
 
 fn launcher(root: &Path) -> ProcessLauncher {
     ProcessLauncher {

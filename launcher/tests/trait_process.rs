@@ -1,24 +1,15 @@
 //! The `Launcher` interface over the process transport, with the `flux` stand-in: launch,
 //! per-rank state, rank 0's exit code, and a teardown that leaves nothing.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
+use common::bin;
 use minicluster_launcher::Launcher;
 use minicluster_launcher::process::ProcessLauncher;
 use minicluster_launcher::request::Request;
-
-/// The workspace's binaries (built with the workspace's tests).
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::current_exe().unwrap();
-    let p = dir.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace (cargo build --workspace)",
-        p.display()
-    );
-    p
-}
 
 async fn scenario<L: Launcher>(l: &L, state: &Path) {
     let mc = Request {
