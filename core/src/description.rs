@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::spec::{
-    DEFAULT_BROKER_PORT, DEFAULT_FLUX_MOUNT_PATH, DEFAULT_HEADLESS_NAME, MiniCluster, validate,
+    DEFAULT_BROKER_PORT, DEFAULT_FLUX_MOUNT_PATH, DEFAULT_HEADLESS_NAME, MiniCluster,
+    script_file_text, validate,
 };
 
 /// Version of the description format; bumped on any incompatible change.
@@ -37,7 +38,8 @@ pub struct ClusterDescription {
     pub hostlist: String,
     pub network: Network,
     pub mode: Mode,
-    /// The user's command (submit, launcher, batch script lines, or the restful server).
+    /// The user's command (submit, launcher, batch script lines, or the restful server);
+    /// `hooks.script` stands in for it when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Total tasks for `flux submit -n` (never fewer than the number of brokers).
@@ -145,7 +147,8 @@ pub struct FluxOptions {
     pub archive: Option<String>,
 }
 
-/// Commands run around the broker (each via `sh -c`, only when given).
+/// Commands run around the broker (each via `sh -c`, only when given), and the script that
+/// stands in for the command.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Hooks {
@@ -162,7 +165,9 @@ pub struct Hooks {
     /// Wrapper placed before `flux start` / `flux submit` / `flux broker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// Custom submit script.
+    /// The contents of the script file (`commands.script`, as
+    /// [`crate::spec::script_file_text`] gives it) that runs with `/bin/bash` in place of
+    /// the command, in submit and launcher mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
 }
@@ -367,7 +372,10 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
             broker_pre: commands.broker_pre,
             worker_pre: commands.worker_pre,
             prefix: commands.prefix,
-            script: commands.script,
+            script: commands
+                .script
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| script_file_text(&s)),
         },
         logging: Logging {
             quiet: logging.quiet,

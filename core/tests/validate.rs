@@ -271,3 +271,108 @@ fn cluster_domain_and_namespace_are_parameters() {
     let back = minicluster_core::ClusterDescription::from_json(&d.to_json()).unwrap();
     assert_eq!(back, d);
 }
+
+#[test]
+fn an_emptydir_without_a_path_is_shared_memory() {
+    for volume in [
+        "{emptyDir: true}",
+        "{emptyDir: true, emptyDirMedium: memory}",
+        "{emptyDir: true, emptyDirMedium: Memory, emptyDirSizeLimit: 1Gi}",
+    ] {
+        let body = format!("{OK_CONTAINER}      volumes:\n        shm: {volume}\n");
+        assert!(problems(&body).is_empty(), "{volume}");
+        let text = spec(&body);
+        let mc = &load_bytes("t", text.as_bytes()).unwrap().clusters[0].cluster;
+        let vol = &mc.spec.containers[0].volumes["shm"];
+        assert_eq!(vol.mount_path(), Some("/dev/shm"), "{volume}");
+    }
+    let text = spec(&format!(
+        "{OK_CONTAINER}      volumes:\n        scratch: {{emptyDir: true, path: /scratch, emptyDirMedium: memory}}\n"
+    ));
+    let mc = &load_bytes("t", text.as_bytes()).unwrap().clusters[0].cluster;
+    let vol = &mc.spec.containers[0].volumes["scratch"];
+    assert_eq!(vol.mount_path(), Some("/scratch"), "a given path is kept");
+    assert_eq!(vol.kubernetes_medium().as_deref(), Some("Memory"));
+    assert_eq!(
+        problems(&format!(
+            "{OK_CONTAINER}      volumes:\n        shm: {{emptyDir: true, emptyDirMedium: ssd}}\n"
+        )),
+        ["spec.containers[0].volumes.shm.emptyDirMedium"]
+    );
+}
+
+/// The one problem of `body`, as `render` prints it.
+fn only_problem(body: &str) -> String {
+    let loaded = load_bytes("test.yaml", spec(body).as_bytes()).unwrap();
+    let errs = validate(&loaded.clusters[0].cluster);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs[0].to_string()
+}
+
+#[test]
+fn a_script_stands_in_for_the_command() {
+    let script = "  containers:\n    - image: a\n      commands:\n        script: |\n          #!/bin/bash\n          echo \"rank \\${FLUX_TASK_RANK}\"\n";
+    assert!(problems(script).is_empty());
+    let d = describe_body(script);
+    assert_eq!(d.mode, Mode::Submit);
+    assert_eq!(d.command, None);
+    assert_eq!(
+        d.hooks.script.as_deref(),
+        Some("#!/bin/bash\necho \"rank ${FLUX_TASK_RANK}\"\n"),
+        "escaped as in a here-document"
+    );
+    let launcher = format!("{script}      launcher: true\n");
+    assert_eq!(describe_body(&launcher).mode, Mode::Launcher);
+
+    let both = format!("{script}      command: hostname\n");
+    let e = only_problem(&both);
+    assert!(
+        e.starts_with("spec.containers[0].commands.script: is given with command")
+            && e.contains("keep either command or commands.script"),
+        "{e}"
+    );
+    let batch = format!("{script}      batch: true\n");
+    let e = only_problem(&batch);
+    assert!(
+        e.starts_with("spec.containers[0].commands.script: is given with batch: true"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_flux_job_inside_submit_mode_is_refused_with_the_fix() {
+    let e = only_problem(
+        "  size: 3\n  containers:\n    - image: a\n      command: flux run -N3 hostname\n",
+    );
+    assert_eq!(
+        e,
+        "spec.containers[0].command: `flux run -N3 hostname` in the command would start a Flux job inside the job submit mode runs the command as (`flux submit -N 3 … --watch`); the inner job waits for brokers the outer job holds, so the MiniCluster would hang (fix: set launcher: true on this container, so the command runs once, on rank 0, and `flux run -N3` gets the whole MiniCluster; or drop `flux run -N3` from the command, as submit mode already runs it on every broker (spec.size, spec.tasks))"
+    );
+    for command in [
+        "flux submit --wait ./app",
+        "sh -c 'cd /data && flux run -N2 ./app'",
+        "flux mini batch -N2 job.sh",
+        "flux alloc -N2 ./app",
+    ] {
+        let body = format!("  containers:\n    - image: a\n      command: \"{command}\"\n");
+        assert_eq!(problems(&body), ["spec.containers[0].command"], "{command}");
+    }
+    let script = "  containers:\n    - image: a\n      commands:\n        script: |\n          cd /data\n          flux run -N2 ./app\n";
+    let e = only_problem(script);
+    assert!(
+        e.starts_with("spec.containers[0].commands.script: `flux run -N2 ./app` in the script"),
+        "{e}"
+    );
+    // Where the command is rank 0's own program, Flux jobs are what it is for.
+    for fine in [
+        "      command: flux run -N2 hostname\n      launcher: true\n",
+        "      command: flux run -N2 hostname\n      batch: true\n",
+        "      command: flux resource list\n",
+        "      command: flux start flux run -N2 hostname\n",
+    ] {
+        let body = format!("  containers:\n    - image: a\n{fine}");
+        assert!(problems(&body).is_empty(), "{fine}");
+    }
+    let interactive = "  interactive: true\n  containers:\n    - image: a\n      command: flux run -N2 hostname\n";
+    assert!(problems(interactive).is_empty());
+}

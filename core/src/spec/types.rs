@@ -750,25 +750,36 @@ pub struct MiniClusterStatus {
     pub phase: Option<String>,
 }
 
-/// Where a memory-backed emptyDir without a path is mounted, as flux-operator does.
+/// Where an emptyDir without a path is mounted, as flux-operator does (MPI's shared memory).
 pub const SHARED_MEMORY_PATH: &str = "/dev/shm";
 
 impl ContainerVolume {
-    /// A memory-backed emptyDir (medium `Memory`, any case): MPI's shared memory.
-    pub fn is_shared_memory(&self) -> bool {
-        self.empty_dir
-            && self
-                .empty_dir_medium
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case("memory"))
-    }
-
-    /// The mount path: `path`, or `/dev/shm` for a memory emptyDir without one.
+    /// The mount path: `path`, or `/dev/shm` for an emptyDir without one.
     pub fn mount_path(&self) -> Option<&str> {
         match self.path.as_deref() {
             Some(p) if !p.is_empty() => Some(p),
-            _ if self.is_shared_memory() => Some(SHARED_MEMORY_PATH),
+            _ if self.empty_dir => Some(SHARED_MEMORY_PATH),
             _ => None,
+        }
+    }
+
+    /// The emptyDir's medium as Kubernetes spells it. flux-operator's examples write
+    /// `memory`, which the kubelet would refuse, so the case is the user's choice;
+    /// `None` is the node's default medium.
+    pub fn kubernetes_medium(&self) -> Option<String> {
+        let m = self.empty_dir_medium.as_deref()?.trim();
+        if m.is_empty() {
+            None
+        } else if m.eq_ignore_ascii_case("memory") {
+            Some("Memory".into())
+        } else if let Some(size) = m
+            .get(..9)
+            .filter(|p| p.eq_ignore_ascii_case("hugepages"))
+            .map(|_| &m[9..])
+        {
+            Some(format!("HugePages{size}"))
+        } else {
+            Some(m.to_string())
         }
     }
 }

@@ -233,17 +233,64 @@ fn validate_containers(spec: &MiniClusterSpec, v: &mut Vec<FieldError>) {
                     "set batch: true as well, or remove batchRaw",
                 ));
             }
-            let has_command = c.command.as_deref().is_some_and(|s| !s.trim().is_empty());
-            if !has_command && !spec.interactive {
-                v.push(FieldError::new(
-                    format!("{path}.command"),
-                    "is missing; without a command the MiniCluster has nothing to run",
-                    "give a command, or set spec.interactive: true for a persistent MiniCluster",
-                ));
-            }
+            validate_work(spec, &path, c, v);
         }
         validate_container(&path, c, v);
     }
+}
+
+/// What the Flux container runs: its command or its script (not both), in a form the mode
+/// can run without hanging.
+fn validate_work(spec: &MiniClusterSpec, path: &str, c: &Container, v: &mut Vec<FieldError>) {
+    let command = given(c.command.as_deref());
+    let script = given(c.commands.as_ref().and_then(|c| c.script.as_deref()));
+    let batch = c.batch == Some(true);
+    match (command, script) {
+        (None, None) if !spec.interactive => v.push(FieldError::new(
+            format!("{path}.command"),
+            "is missing; without a command the MiniCluster has nothing to run",
+            "give a command (or commands.script), or set spec.interactive: true for a persistent MiniCluster",
+        )),
+        (Some(_), Some(_)) => v.push(FieldError::new(
+            format!("{path}.commands.script"),
+            "is given with command; the script is run in place of the command, so one of them would be ignored",
+            "keep either command or commands.script",
+        )),
+        (None, Some(_)) if batch => v.push(FieldError::new(
+            format!("{path}.commands.script"),
+            "is given with batch: true; batch mode submits the lines of command, so the script would not run",
+            "put the lines in command, or remove batch: true to run the script (launcher: true runs it once, on rank 0)",
+        )),
+        _ => {}
+    }
+    // Submit mode runs the work as one job over every broker; a Flux job inside it waits for
+    // brokers that job holds.
+    if spec.interactive || batch || c.launcher == Some(true) {
+        return;
+    }
+    let (field, what, text) = match (command, script) {
+        (Some(cmd), _) => ("command", "the command", cmd.to_string()),
+        (None, Some(s)) => ("commands.script", "the script", super::script_file_text(s)),
+        (None, None) => return,
+    };
+    if let Some(n) = super::nested_flux_command(&text) {
+        v.push(FieldError::new(
+            format!("{path}.{field}"),
+            format!(
+                "`{}` in {what} would start a Flux job inside the job submit mode runs {what} as (`flux submit -N {} … --watch`); the inner job waits for brokers the outer job holds, so the MiniCluster would hang",
+                n.command, spec.size
+            ),
+            format!(
+                "set launcher: true on this container, so {what} runs once, on rank 0, and `{}` gets the whole MiniCluster; or drop `{}` from {what}, as submit mode already runs it on every broker (spec.size, spec.tasks)",
+                n.prefix, n.prefix
+            ),
+        ));
+    }
+}
+
+/// A text that is there and not blank.
+fn given(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.trim().is_empty())
 }
 
 fn validate_container(path: &str, c: &Container, v: &mut Vec<FieldError>) {
@@ -323,13 +370,17 @@ fn validate_volume(path: &str, name: &str, vol: &ContainerVolume, v: &mut Vec<Fi
         ));
     }
     match vol.path.as_deref() {
-        None | Some("") if vol.is_shared_memory() => {}
+        None | Some("") if vol.empty_dir => {}
         None | Some("") => v.push(FieldError::new(
             format!("{path}.path"),
-            "is missing; a volume needs a mount path (only a memory emptyDir has a default, /dev/shm)",
+            "is missing; a volume needs a mount path (only an emptyDir has a default, /dev/shm)",
             "add path: /where/to/mount",
         )),
-        Some(p) if !p.starts_with('/') => v.push(FieldError::new(format!("{path}.path"), format!("{p:?} is not absolute"), "use an absolute path such as /data")),
+        Some(p) if !p.starts_with('/') => v.push(FieldError::new(
+            format!("{path}.path"),
+            format!("{p:?} is not absolute"),
+            "use an absolute path such as /data",
+        )),
         _ => {}
     }
     let sources: Vec<&str> = [
@@ -365,6 +416,16 @@ fn validate_volume(path: &str, name: &str, vol: &ContainerVolume, v: &mut Vec<Fi
             format!("{path}.emptyDir"),
             "is false but emptyDirMedium/emptyDirSizeLimit are set",
             "set emptyDir: true",
+        ));
+    }
+    if let Some(m) = vol.kubernetes_medium()
+        && m != "Memory"
+        && !m.starts_with("HugePages")
+    {
+        v.push(FieldError::new(
+            format!("{path}.emptyDirMedium"),
+            format!("{m:?} is not an emptyDir medium"),
+            "use memory (RAM-backed, as MPI's /dev/shm wants), HugePages, or remove it for the node's disk",
         ));
     }
     if let Some(limit) = &vol.empty_dir_size_limit

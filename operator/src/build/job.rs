@@ -375,7 +375,7 @@ fn volume(name: &str, v: &spec::ContainerVolume) -> Volume {
         });
     } else {
         vol.empty_dir = Some(EmptyDirVolumeSource {
-            medium: v.empty_dir_medium.clone(),
+            medium: v.kubernetes_medium(),
             size_limit: v.empty_dir_size_limit.clone().map(Quantity),
             ..EmptyDirVolumeSource::default()
         });
