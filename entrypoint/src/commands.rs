@@ -4,8 +4,9 @@
 //! honoured) and run directly; only a command that needs a shell (variables, pipes,
 //! redirections, `;`, `&&`, globs) is run with `sh -c`, so an image needs no shell otherwise.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use minicluster_core::spec::{SCRIPT_FILE_NAME, SCRIPT_SHELL};
 use minicluster_core::{ClusterDescription, Mode};
 
 use crate::error::{Error, Result};
@@ -56,20 +57,32 @@ pub fn initial_program(
         return Ok(None);
     }
     let flux = flux.display().to_string();
-    if let Some(script) = &d.hooks.script {
-        // A custom script replaces the generated initial program.
-        return Ok(Some(vec!["sh".into(), "-c".into(), script.clone()]));
-    }
     let command = || {
         d.command.as_deref().ok_or_else(|| Error::Command {
             field: "command",
             reason: format!("is missing, and {} mode runs it", mode_name(d.mode)),
-            fix: "set containers[].command in the MiniCluster, or spec.interactive: true".into(),
+            fix: "set containers[].command (or commands.script) in the MiniCluster, or spec.interactive: true".into(),
         })
+    };
+    // The user's work: the script file run by bash, else the command's words.
+    let work = || match &d.hooks.script {
+        Some(_) => Ok(vec![
+            SCRIPT_SHELL.into(),
+            script_path(d).display().to_string(),
+        ]),
+        None => words("command", command()?),
     };
     Ok(match d.mode {
         Mode::Interactive => None,
-        Mode::Launcher => Some(words("command", command()?)?),
+        Mode::Launcher => {
+            let mut argv = work()?;
+            // `flux run …` as the initial program runs the broker's own flux, wherever PATH
+            // points.
+            if argv[0] == "flux" {
+                argv[0] = flux;
+            }
+            Some(argv)
+        }
         Mode::Restful => Some(match &d.command {
             Some(c) => words("command", c)?,
             None => vec![DEFAULT_REST_SERVER.into()],
@@ -92,10 +105,19 @@ pub fn initial_program(
                 argv.extend(option_flags(flags)?);
             }
             argv.extend(["--quiet".into(), "--watch".into()]);
-            argv.extend(words("command", command()?)?);
+            argv.extend(work()?);
             Some(argv)
         }
         Mode::Batch => {
+            if d.hooks.script.is_some() {
+                return Err(Error::Command {
+                    field: "commands.script",
+                    reason: "is given in batch mode, which submits the lines of command instead"
+                        .into(),
+                    fix: "put the lines in command, or run the script in submit or launcher mode"
+                        .into(),
+                });
+            }
             command()?;
             let mut argv = vec![
                 self_exe.display().to_string(),
@@ -113,6 +135,18 @@ pub fn initial_program(
             Some(argv)
         }
     })
+}
+
+/// Where the script (`hooks.script`) is written: the config directory, on every broker, as
+/// the job submit mode makes of it runs on all of them.
+pub fn script_path(d: &ClusterDescription) -> PathBuf {
+    Path::new(&d.paths.config_dir).join(SCRIPT_FILE_NAME)
+}
+
+/// Whether the mode runs the script (submit and launcher; batch refuses it, the others have
+/// no user work).
+pub fn runs_script(d: &ClusterDescription) -> bool {
+    d.hooks.script.is_some() && matches!(d.mode, Mode::Submit | Mode::Launcher)
 }
 
 /// The lines of a batch command that are work: not blank, not comments.
@@ -232,11 +266,8 @@ mod tests {
     fn launcher_mode_runs_the_command_itself() {
         let mut d = description(2, 2);
         d.mode = Mode::Launcher;
-        d.command = Some("flux submit -N2 --wait ./job".into());
-        assert_eq!(
-            program(&d, 0).unwrap(),
-            v(&["flux", "submit", "-N2", "--wait", "./job"])
-        );
+        d.command = Some("./driver --jobs 2".into());
+        assert_eq!(program(&d, 0).unwrap(), v(&["./driver", "--jobs", "2"]));
     }
 
     #[test]
@@ -294,10 +325,44 @@ mod tests {
     }
 
     #[test]
-    fn custom_script_replaces_the_initial_program() {
+    fn the_script_runs_with_bash_in_place_of_the_command() {
+        let mut d = description(2, 4);
+        d.command = None;
+        d.hooks.script = Some("flux getattr size\necho ${FLUX_TASK_RANK}\n".into());
+        let script = "/mnt/flux/config/custom-entrypoint.sh";
+        assert_eq!(script_path(&d), Path::new(script));
+        let submit = program(&d, 0).unwrap();
+        let watch = submit.iter().position(|a| a == "--watch").unwrap();
+        assert_eq!(&submit[..2], &v(&[FLUX, "submit"])[..]);
+        assert_eq!(&submit[watch + 1..], &v(&["/bin/bash", script])[..]);
+        assert!(runs_script(&d));
+        d.mode = Mode::Launcher;
+        assert_eq!(program(&d, 0).unwrap(), v(&["/bin/bash", script]));
+        assert_eq!(program(&d, 1), None, "workers run no initial program");
+        d.mode = Mode::Interactive;
+        assert_eq!(program(&d, 0), None);
+        assert!(!runs_script(&d));
+        d.mode = Mode::Batch;
+        let e = initial_program(&d, 0, Path::new(FLUX), Path::new(EXE), Path::new(BATCH))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("commands.script") && e.contains("batch mode"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_flux_command_as_initial_program_runs_the_brokers_flux() {
         let mut d = description(2, 2);
-        d.hooks.script = Some("flux run -N2 hostname\nflux run -N2 true".into());
-        assert_eq!(program(&d, 0).unwrap()[..2], v(&["sh", "-c"])[..]);
+        d.mode = Mode::Launcher;
+        d.command = Some("flux run -N2 hostname".into());
+        assert_eq!(
+            program(&d, 0).unwrap(),
+            v(&[FLUX, "run", "-N2", "hostname"])
+        );
+        d.command = Some("/opt/other/flux run -N2 hostname".into());
+        assert_eq!(program(&d, 0).unwrap()[0], "/opt/other/flux");
     }
 
     #[test]

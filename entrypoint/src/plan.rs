@@ -51,8 +51,16 @@ pub struct Settings {
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedFile {
     pub path: PathBuf,
+    /// Octal, as `ls -l` users read it (`0600`).
     pub mode: String,
     pub contents: String,
+}
+
+impl PlannedFile {
+    /// The mode as permission bits; owner-only when it does not parse.
+    pub fn mode_bits(&self) -> u32 {
+        u32::from_str_radix(&self.mode, 8).unwrap_or(0o600)
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,12 +141,25 @@ pub fn build(
     }];
     let program =
         commands::initial_program(&d, id.rank, &facts.flux, &facts.self_exe, &batch_file)?;
-    if d.mode == Mode::Batch && id.rank == 0 && d.hooks.script.is_none() {
+    if d.mode == Mode::Batch && id.rank == 0 {
         let lines = commands::batch_lines(d.command.as_deref().unwrap_or_default());
         files.push(PlannedFile {
             path: batch_file,
             mode: "0600".into(),
             contents: lines.join("\n") + "\n",
+        });
+    }
+    if let Some(script) = d
+        .hooks
+        .script
+        .as_ref()
+        .filter(|_| commands::runs_script(&d))
+    {
+        // Every broker, as in the flux-operator: submit mode runs it on each of them.
+        files.push(PlannedFile {
+            path: commands::script_path(&d),
+            mode: "0755".into(),
+            contents: script.clone(),
         });
     }
 
@@ -487,6 +508,27 @@ mod tests {
             plan_for(&d, "mc-1").files.len() == 1,
             "only rank 0 runs the batch"
         );
+    }
+
+    #[test]
+    fn every_broker_writes_the_script_it_may_run() {
+        let mut d = description(2, 2);
+        d.command = None;
+        d.hooks.script = Some("echo ${FLUX_TASK_RANK}\n".into());
+        for host in ["mc-0", "mc-1"] {
+            let p = plan_for(&d, host);
+            let f = &p.files[1];
+            assert_eq!(f.path, Path::new("/mnt/flux/config/custom-entrypoint.sh"));
+            assert_eq!((f.mode.as_str(), f.mode_bits()), ("0755", 0o755));
+            assert_eq!(f.contents, "echo ${FLUX_TASK_RANK}\n");
+        }
+        let text = plan_for(&d, "mc-0").to_string();
+        assert!(
+            text.contains("--watch /bin/bash /mnt/flux/config/custom-entrypoint.sh"),
+            "{text}"
+        );
+        d.mode = Mode::Interactive;
+        assert_eq!(plan_for(&d, "mc-0").files.len(), 1, "nothing runs it");
     }
 
     #[test]

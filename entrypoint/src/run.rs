@@ -55,7 +55,7 @@ fn carry_out(
     make_dirs(&plan.directories)?;
     cert::install(&cert_text, &plan.cert_path)?;
     for f in &plan.files {
-        files::write_atomic(&f.path, f.contents.as_bytes(), 0o600)?;
+        files::write_atomic(&f.path, f.contents.as_bytes(), f.mode_bits())?;
     }
     timed("resource set R", || write_resource(plan))?;
     for h in &plan.hooks_before {
