@@ -62,12 +62,16 @@ pub enum Command {
     /// Examples:
     ///   minicluster run --size 4 -- hostname                 # 4 lines, one per broker
     ///   minicluster run --size 2 -- sh -c 'exit 3'; echo $?   # 3
+    ///   minicluster run --size 4 -- flux run -N4 ./app       # rank 0 runs flux run itself
     ///   minicluster run -f mc.yaml
     #[command(verbatim_doc_comment)]
     Run {
         #[command(flatten)]
         launch: LaunchArgs,
-        /// The command, run on every broker (`flux submit -N SIZE -n TASKS --watch CMD`).
+        /// The command, run on every broker (`flux submit -N SIZE -n TASKS --watch CMD`). A
+        /// command that runs Flux jobs itself (`flux run|submit|batch|alloc …`) is instead rank
+        /// 0's initial program and gets the whole MiniCluster (launcher mode), unless -f FILE
+        /// sets launcher or batch.
         #[arg(last = true, value_name = "CMD")]
         command: Vec<String>,
     },

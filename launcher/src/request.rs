@@ -13,7 +13,8 @@ pub struct Request {
     pub name: Option<String>,
     pub size: Option<u32>,
     pub image: Option<String>,
-    /// The command (`-- CMD ARGS…`), run across the cluster (`flux submit`).
+    /// The command (`-- CMD ARGS…`), run across the cluster (`flux submit`); one that runs
+    /// Flux jobs itself (`flux run …`) is rank 0's initial program instead (launcher mode).
     pub command: Vec<String>,
     /// Persistent: brokers stay up and take jobs (`up`).
     pub persistent: bool,
@@ -59,7 +60,21 @@ impl Request {
                 c.image = img.clone();
             }
             if !self.command.is_empty() {
-                c.command = Some(shell_words::join(&self.command));
+                let command = shell_words::join(&self.command);
+                // `run -- flux run -N4 ./app`: wrapped in submit mode's `flux submit`, it
+                // would wait for brokers the outer job holds. Unless the file chose a mode,
+                // such a command is the initial program and gets the whole instance.
+                if c.launcher.is_none()
+                    && c.batch != Some(true)
+                    && minicluster_core::spec::nested_flux_command(&command).is_some()
+                {
+                    c.launcher = Some(true);
+                }
+                c.command = Some(command);
+                if let Some(cmds) = c.commands.as_mut() {
+                    // The command on the command line replaces the file's work, script too.
+                    cmds.script = None;
+                }
             }
         }
         if self.persistent {
@@ -77,5 +92,73 @@ impl Request {
             return Err(Error::Core(minicluster_core::Error::Invalid(problems)));
         }
         Ok(mc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_flags(command: &[&str]) -> Result<MiniCluster> {
+        Request {
+            size: Some(2),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..Request::default()
+        }
+        .minicluster()
+    }
+
+    fn launcher_mode(mc: &MiniCluster) -> Option<bool> {
+        mc.spec.containers[0].launcher
+    }
+
+    #[test]
+    fn a_flux_job_command_from_flags_is_the_initial_program() {
+        for cmd in [
+            &["flux", "run", "-N2", "hostname"][..],
+            &["flux", "submit", "--wait", "-N2", "./app"],
+            &["sh", "-c", "cd /tmp && flux run -N2 hostname"],
+        ] {
+            let mc = from_flags(cmd).unwrap();
+            assert_eq!(launcher_mode(&mc), Some(true), "{cmd:?}");
+        }
+        let mc = from_flags(&["hostname"]).unwrap();
+        assert_eq!(
+            launcher_mode(&mc),
+            None,
+            "plain commands stay in submit mode"
+        );
+    }
+
+    #[test]
+    fn a_file_that_chose_its_mode_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, container: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(
+                &p,
+                format!("apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {{name: mc}}\nspec:\n  size: 2\n  containers:\n    - image: a\n{container}"),
+            )
+            .unwrap();
+            p
+        };
+        let flux_run: Vec<String> = ["flux", "run", "-N2", "hostname"].map(String::from).into();
+        let with = |f| Request {
+            file: Some(f),
+            command: flux_run.clone(),
+            ..Request::default()
+        };
+        // A script in the file gives way to the command line's command.
+        let scripted = file("script.yaml", "      commands:\n        script: echo hi\n");
+        let mc = with(scripted).minicluster().unwrap();
+        assert_eq!(launcher_mode(&mc), Some(true));
+        assert_eq!(
+            mc.spec.containers[0].commands.as_ref().unwrap().script,
+            None
+        );
+        // launcher: false asks for submit mode: refused, with the fix.
+        let submit = file("submit.yaml", "      launcher: false\n      command: x\n");
+        let e = with(submit).minicluster().unwrap_err().to_string();
+        assert!(e.contains("set launcher: true"), "{e}");
     }
 }
