@@ -24,7 +24,8 @@ fn python() -> PathBuf {
     p
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Every `.yaml`/`.yml` under `dir`, in sorted order.
+fn all_yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -33,14 +34,22 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml")
-            // Kubernetes documents only (not, say, a CI workflow among the examples).
-            && std::fs::read_to_string(&p).is_ok_and(|t| t.contains("apiVersion:"))
-        {
+            all_yaml_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(p);
         }
     }
+}
+
+/// The YAML files under `dir` that hold Kubernetes documents (not, say, a CI workflow among
+/// the examples).
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut all = Vec::new();
+    all_yaml_files(dir, &mut all);
+    out.extend(
+        all.into_iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("apiVersion:"))),
+    );
 }
 
 fn examples() -> Vec<PathBuf> {
@@ -163,6 +172,126 @@ fn the_validator_refuses_what_kubernetes_refuses() {
     .unwrap();
     let (ok, report) = validate(&crd, &[typo]);
     assert!(!ok && report.contains("contaners"), "{report}");
+}
+
+/// Refusals of an upstream example that are right: YAML that kubectl refuses too (a key given
+/// twice), another API version, and the specs we refuse on purpose (README: where we differ).
+const RIGHTFUL_REFUSALS: [&str; 3] = [
+    "is not valid YAML",
+    "is not supported; use apiVersion: flux-framework.org/v1alpha2",
+    "would start a Flux job inside the job submit mode",
+];
+
+/// The documents of a YAML text (separated by `---` lines, blank and comment-only ones left
+/// out), each with its top-level `kind` if it has one. Read as text, so a document that is
+/// not valid YAML is still counted.
+fn documents(text: &str) -> Vec<Option<String>> {
+    let mut docs = vec![Vec::new()];
+    for line in text.lines() {
+        if line == "---" || line.starts_with("--- ") {
+            docs.push(Vec::new());
+        } else if !line.trim().is_empty() && !line.trim_start().starts_with('#') {
+            docs.last_mut().unwrap().push(line);
+        }
+    }
+    docs.into_iter()
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.iter().find_map(|l| {
+                l.strip_prefix("kind:")
+                    .map(|k| k.trim().trim_matches(['"', '\'']).to_string())
+            })
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs flux-operator's examples: set FLUX_OPERATOR_EXAMPLES to its examples/ directory"]
+fn upstream_examples_render_and_their_objects_validate_strictly() {
+    let dir = std::env::var_os("FLUX_OPERATOR_EXAMPLES")
+        .map(PathBuf::from)
+        .expect("FLUX_OPERATOR_EXAMPLES is not set: point it at the examples/ directory of a flux-operator checkout");
+    assert!(
+        dir.is_dir(),
+        "FLUX_OPERATOR_EXAMPLES={} is not a directory: point it at the examples/ directory of a flux-operator checkout",
+        dir.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let crd = our_crd(tmp.path());
+    let mut files = Vec::new();
+    all_yaml_files(&dir, &mut files);
+    let (mut documents_seen, mut miniclusters, mut rendered, mut warned) = (0, 0, 0, 0);
+    let mut refused = Vec::new();
+    let mut wrongly_refused = Vec::new();
+    let mut produced = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let rel = file.strip_prefix(&dir).unwrap().display().to_string();
+        let docs = documents(&std::fs::read_to_string(file).unwrap());
+        documents_seen += docs.len();
+        let here = docs
+            .iter()
+            .filter(|k| k.as_deref() == Some("MiniCluster"))
+            .count();
+        if here == 0 {
+            continue;
+        }
+        miniclusters += here;
+        let out_dir = tmp.path().join(i.to_string());
+        let out = minicluster(&[
+            "render",
+            file.to_str().unwrap(),
+            "--with-cert",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            let why = err.lines().next().unwrap_or_default().to_string();
+            refused.push(format!("{rel}: {why}"));
+            if !RIGHTFUL_REFUSALS.iter().any(|r| why.contains(r)) {
+                wrongly_refused.push(format!("{rel}: {err}"));
+            }
+            continue;
+        }
+        rendered += here;
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+        for w in &warnings {
+            assert!(
+                w.contains(": spec.") && w.contains("is not a MiniCluster field"),
+                "{rel}: a warning that names no field: {w}"
+            );
+        }
+        if !warnings.is_empty() {
+            warned += here;
+            eprintln!("{}", warnings.join("\n"));
+        }
+        yaml_files(&out_dir, &mut produced);
+    }
+    eprintln!(
+        "{} files, {documents_seen} documents, {miniclusters} MiniClusters: {rendered} rendered ({warned} with warnings), {} refused",
+        files.len(),
+        refused.len()
+    );
+    for r in &refused {
+        eprintln!("refused {r}");
+    }
+    assert!(
+        wrongly_refused.is_empty(),
+        "valid v1alpha2 MiniClusters refused:\n{}",
+        wrongly_refused.join("\n")
+    );
+    assert!(rendered > 0, "no MiniCluster under {}", dir.display());
+    let (ok, report) = validate(&crd, &produced);
+    assert!(ok, "{report}");
+    eprintln!("{}", report.lines().last().unwrap_or_default());
+}
+
+#[test]
+fn documents_are_counted_as_text() {
+    let docs = documents(
+        "# a comment\napiVersion: v1\nkind: Service\n---\n\n---\nkind: 'MiniCluster'\nspec:\n  scaleTargetRef:\n    kind: Job\n--- # end\n",
+    );
+    assert_eq!(docs, [Some("Service".into()), Some("MiniCluster".into())]);
 }
 
 #[test]
