@@ -25,16 +25,6 @@ use serde_json::Value;
 const OWNER: &str = "flux-framework.org/control-plane";
 const LABEL: &str = "flux-framework.org/minicluster";
 
-fn docker_present() -> bool {
-    let ok = docker(&["version"]).status.success();
-    if !ok {
-        eprintln!(
-            "SKIP: no Docker Engine answers here; the docker control plane tests did not run"
-        );
-    }
-    ok
-}
-
 /// One control plane's state directory, and what its launches carry.
 struct Plane {
     dir: tempfile::TempDir,
@@ -279,9 +269,7 @@ fn pool_name(tag: &str) -> String {
 
 #[test]
 fn a_docker_job_returns_its_exit_code_and_output_and_leaves_nothing() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("code", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
@@ -337,9 +325,7 @@ fn a_docker_job_returns_its_exit_code_and_output_and_leaves_nothing() {
 
 #[test]
 fn a_running_docker_job_is_cancelled() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("cancel", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
@@ -373,9 +359,7 @@ fn a_running_docker_job_is_cancelled() {
 
 #[test]
 fn a_killed_control_plane_reattaches_and_the_job_runs_once() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("kill", true);
     let plane = Plane::new();
     let server = plane.serve(&[]);
@@ -476,9 +460,7 @@ fn a_killed_control_plane_reattaches_and_the_job_runs_once() {
 /// that ran is never launched again, and its exit code is the job's.
 #[test]
 fn leftover_containers_decide_whether_the_work_is_launched_again() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("left", true);
     let plane = Plane::new();
     std::fs::create_dir_all(plane.state().join("launches")).unwrap();

@@ -56,19 +56,9 @@ fn assert_nothing_left(name: &str) {
     }
 }
 
-fn docker_present() -> bool {
-    let ok = docker(&["version"]).status.success();
-    if !ok {
-        eprintln!("SKIP: no Docker Engine answers here; the docker launcher tests did not run");
-    }
-    ok
-}
-
 #[test]
 fn four_containers_run_a_command_return_its_code_and_leave_nothing() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dk{}", std::process::id());
@@ -133,9 +123,7 @@ fn four_containers_run_a_command_return_its_code_and_leave_nothing() {
 
 #[test]
 fn down_removes_everything_after_the_cli_is_killed() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dkill{}", std::process::id());
@@ -189,9 +177,7 @@ fn down_removes_everything_after_the_cli_is_killed() {
 
 #[test]
 fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     let image = Image::build("launch", false);
     let state = tempfile::tempdir().unwrap();
     let name = format!("dup{}", std::process::id());
@@ -327,9 +313,7 @@ fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
         "{err}"
     );
 
-    if !docker_present() {
-        return;
-    }
+    minicluster_testkit::require::docker_engine();
     // An image whose `flux` is not where it is said to be: the entrypoint's one error line,
     // its exit code, and nothing left.
     let image = Image::build("launch", false);

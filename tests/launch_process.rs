@@ -1,6 +1,7 @@
 //! `minicluster run/up/status/logs/down` with the process launcher: a 4-broker MiniCluster of
-//! local processes with the `flux` stand-in always, and with a real `flux` when one is on PATH
-//! or in `$FLUX_BIN` (skipped, saying so, otherwise). Nothing may be left behind.
+//! local processes with the `flux` stand-in always, and with a real `flux` in the `real_flux_`
+//! tests (ignored unless asked for; `tests/run` runs them when flux is found). Nothing may be
+//! left behind.
 
 mod common;
 
@@ -73,20 +74,6 @@ fn processes_mentioning(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn real_flux() -> Option<PathBuf> {
-    let f = std::env::var_os("FLUX_BIN").map(PathBuf::from).or_else(|| {
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join("flux"))
-            .find(|p| p.is_file())
-    });
-    if f.is_none() {
-        eprintln!(
-            "SKIP: no `flux` on PATH and FLUX_BIN unset; the real-Flux launcher test did not run"
-        );
-    }
-    f
-}
-
 fn run_scenario(flux: PathBuf, real: bool) {
     let env = Env::new(flux);
     let out = env.out(&["run", "--size", "4", "--", "hostname"]);
@@ -122,8 +109,9 @@ fn standin_run_returns_output_and_exit_code_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_run_returns_output_and_exit_code_and_leaves_nothing() {
-    let Some(flux) = real_flux() else { return };
+    let flux = minicluster_testkit::require::flux();
     run_scenario(flux, true);
 }
 
@@ -175,8 +163,9 @@ fn standin_up_status_logs_down() {
 }
 
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_up_status_logs_down() {
-    let Some(flux) = real_flux() else { return };
+    let flux = minicluster_testkit::require::flux();
     up_status_logs_down(flux, true);
 }
 
@@ -300,8 +289,9 @@ fn ctrl_c_stops_the_run_and_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_up_with_the_rest_server_on_rank0() {
-    let Some(flux) = real_flux() else { return };
+    let flux = minicluster_testkit::require::flux();
     let env = Env::new(flux);
     let out = env.out(&["up", "--size", "2", "--name", "rest", "--rest"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

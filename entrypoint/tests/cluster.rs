@@ -1,6 +1,6 @@
 //! A 4-broker MiniCluster of entrypoint processes on this machine (loopback ports, one
-//! directory per broker): with the `flux` stand-in always, and with a real `flux` when one is
-//! on PATH or in `$FLUX_BIN` (skipped, saying so, otherwise).
+//! directory per broker): with the `flux` stand-in always, and with a real `flux` in the
+//! `real_flux_` tests (ignored unless asked for; `tests/run` runs them when flux is found).
 
 mod common;
 
@@ -139,30 +139,23 @@ fn standin_submit_mode_runs_tasks_and_batch_mode_waits_for_all() {
 
 // With a real Flux.
 
-fn real() -> Option<PathBuf> {
-    let f = real_flux();
-    if f.is_none() {
-        eprintln!(
-            "SKIP: no `flux` on PATH and FLUX_BIN unset; the real-Flux MiniCluster test did not run"
-        );
-    }
-    f
-}
-
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_four_brokers_join_and_run() {
-    let Some(flux) = real() else { return };
+    let flux = minicluster_testkit::require::flux();
     runs_across_four_brokers(&flux, "flux run -N4 hostname");
 }
 
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_failing_exit_code_comes_back() {
-    let Some(flux) = real() else { return };
+    let flux = minicluster_testkit::require::flux();
     failing_code_comes_back(&flux, "flux run -N4 sh -c 'exit 3'", 3);
 }
 
 #[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
 fn real_flux_sigterm_to_rank0_ends_all_within_10s() {
-    let Some(flux) = real() else { return };
+    let flux = minicluster_testkit::require::flux();
     sigterm_ends_all(&flux, |log| log.contains("online: mc-[0-3]"));
 }

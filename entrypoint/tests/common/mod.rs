@@ -11,16 +11,6 @@ use minicluster_core::{DescribeOptions, describe, spec};
 pub const ENTRYPOINT: &str = env!("CARGO_BIN_EXE_entrypoint");
 pub const STANDIN: &str = env!("CARGO_BIN_EXE_flux-standin");
 
-/// A real `flux`: `$FLUX_BIN`, else `flux` on PATH.
-pub fn real_flux() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLUX_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join("flux"))
-        .find(|p| p.is_file())
-}
-
 /// `maxSize` consecutive free loopback ports.
 fn free_ports(n: u16) -> u16 {
     for _ in 0..200 {
