@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::process::{control_cli, processes_mentioning, succeeded};
+use common::process::{control_cli, processes_mentioning, processes_with_env, succeeded};
 use common::{bin, text};
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ impl Drop for Plane {
             let _ = s.kill();
             let _ = s.wait();
         }
-        for (pid, _) in processes_mentioning(&self.tmp.path().display().to_string()) {
+        for (pid, _) in self.leftovers() {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .stderr(Stdio::null())
@@ -50,6 +50,17 @@ impl Plane {
                 .unwrap(),
             starts: 0,
         }
+    }
+
+    /// Every process this control plane started, however far down: they all carry its
+    /// state directory in their environment.
+    fn leftovers(&self) -> Vec<(i32, String)> {
+        let dir = self.tmp.path().display().to_string();
+        let mut all = processes_with_env("MINICLUSTER_STATE_DIR", &dir);
+        all.extend(processes_mentioning(&dir));
+        all.sort();
+        all.dedup();
+        all
     }
 
     fn launches_dir(&self) -> PathBuf {
@@ -120,6 +131,23 @@ impl Plane {
         let mut s = self.server.take().expect("a running server");
         let _ = s.kill();
         let _ = s.wait();
+    }
+
+    /// SIGTERM, as a service manager stops it; killed if it has not ended within 10 s.
+    fn stop(&mut self) {
+        let mut s = self.server.take().expect("a running server");
+        let _ = Command::new("kill")
+            .args(["-TERM", &s.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while s.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let _ = s.kill();
+                let _ = s.wait();
+                panic!("serve did not end within 10 s of SIGTERM\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn mc(&self, args: &[&str]) -> Output {
@@ -374,5 +402,22 @@ fn warm_pool_reuses_tears_down_drains_and_survives_a_kill() {
     let out = p.ok(&["submit", "--wait", "--", "echo", "after-cancel"]);
     assert!(out.contains("after-cancel"), "{out}");
     assert_eq!(warm_of(&p.timeline(9)), Some(seventh.clone()));
+
+    // The end: idle warm MiniClusters are torn down, and after the control plane stops
+    // nothing it started is left.
+    p.ok(&["pools", "update", "cpu", "--idle-timeout", "1s"]);
+    wait_until(
+        "the last warm MiniCluster torn down",
+        Duration::from_secs(10),
+        || gone(&p, &seventh),
+        || p.logs(),
+    );
+    p.stop();
+    wait_until(
+        "nothing left of the control plane",
+        Duration::from_secs(5),
+        || p.leftovers().is_empty(),
+        || format!("{:?}\n{}", p.leftovers(), p.logs()),
+    );
     println!("warm test: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -70,6 +70,31 @@ pub fn processes_mentioning(s: &str) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// Processes (not zombies) whose environment holds `key=value`: every descendant of a
+/// process started with it, also those that left its session or whose command line names
+/// nothing of the test.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let want = format!("{key}={value}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let has = env.split(|b| *b == 0).any(|kv| kv == want.as_bytes());
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (pid != me && has && !zombie).then_some((pid, cmd))
+        })
+        .collect()
+}
+
 /// Every file under `dir`, relative to it.
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
@@ -308,12 +309,17 @@ fn leader(
             );
             if program.is_empty() {
                 // No initial program: run until stopped (a child that waits for the signal).
-                program_child = Some(
-                    Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-                        .args(["pause", "1000000"])
-                        .spawn()
-                        .map_err(|e| e.to_string())?,
-                );
+                // It dies with this broker, so a broker killed outright leaves nothing behind.
+                let mut pause = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+                pause.args(["pause", "1000000"]);
+                // SAFETY: only an async-signal-safe prctl between fork and exec.
+                unsafe {
+                    pause.pre_exec(|| {
+                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                            .map_err(std::io::Error::from)
+                    });
+                }
+                program_child = Some(pause.spawn().map_err(|e| e.to_string())?);
             } else {
                 program_child = Some(
                     Command::new(&program[0])
