@@ -386,8 +386,9 @@ fn wait_port(port: u16, timeout: Duration) -> std::io::Result<()> {
 }
 
 /// Asks rank 0 (over Flux's own protocol) how many brokers are online, reporting as the
-/// count grows, until all have joined (at most a minute). A rank 0 that does not speak Flux
-/// (the test stand-in) is left alone.
+/// count grows, until all have joined (at most a minute). Counting starts once rank 0's
+/// instance runs (its resource service is loaded by then); a rank 0 that cannot answer
+/// (the test stand-in) is left alone at once.
 fn report_joined(uri: &str, size: u32, progress: &impl Fn(&str)) {
     let Ok(rt) = runtime() else { return };
     rt.block_on(async {
@@ -403,16 +404,15 @@ fn report_joined(uri: &str, size: u32, progress: &impl Fn(&str)) {
                 return;
             }
         };
+        if let Err(e) = flux.wait_until_running(Duration::from_secs(60)).await {
+            tracing::debug!("not counting joined brokers: {e}");
+            return;
+        }
         let until = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut last = usize::MAX;
         while tokio::time::Instant::now() < until {
             let online = match flux.resource_status().await.and_then(|s| s.online_ranks()) {
                 Ok(o) => o,
-                // The resource service comes up a moment after the socket.
-                Err(flux_client::Error::Remote { .. }) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
                 Err(e) => {
                     tracing::debug!("not counting joined brokers: {e}");
                     return;
