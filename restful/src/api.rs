@@ -17,8 +17,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Principal;
 use crate::error::{RestError, Result};
-use crate::jobs::{self, Capacity};
+use crate::jobs;
+use crate::params::{self, FieldError, Loc, ValidationErrors};
 use crate::server::{ApiUser, AppState};
+use crate::submit::{self, Capacity, Rules};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -149,7 +151,9 @@ pub struct JobsResponse {
 pub struct SearchResponse {
     #[schema(value_type = Vec<Object>)]
     pub data: Vec<Value>,
-    pub draw: i64,
+    /// The request's `draw`, echoed (1 when absent).
+    #[schema(value_type = Object)]
+    pub draw: Value,
     pub recordsTotal: usize,
     pub recordsFiltered: usize,
 }
@@ -159,10 +163,10 @@ pub struct SearchResponse {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct JobsQuery {
-    /// Every job's details instead of the job-list entries (`detail` is taken too).
+    /// Every job's details instead of the job-list entries (with `--strict`, `detail` too).
     details: Option<bool>,
-    /// At most this many jobs.
-    limit: Option<u64>,
+    /// With details: at most this many jobs (0 or less: none).
+    limit: Option<i64>,
     /// With details: a list instead of a map by id.
     listing: Option<bool>,
 }
@@ -178,7 +182,8 @@ pub struct SearchQuery {
     length: Option<u64>,
     /// Echoed back (DataTables request counter).
     draw: Option<i64>,
-    /// Only jobs with a value containing this text (`search[value]` and `query` work too).
+    /// Only jobs with a value containing this text (`search[value]` too; with `--strict`,
+    /// `query` as well).
     search: Option<String>,
 }
 
@@ -208,6 +213,9 @@ pub struct SubmitQuery {
     runtime: Option<i64>,
     /// Start the command (nextflow or snakemake) on the server instead of as a job.
     is_launcher: Option<bool>,
+    /// The job's environment as the Python `repr` or JSON text of a dict (what the published
+    /// clients send); the JSON body is the usual place.
+    envars: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -251,17 +259,32 @@ fn decode_component(s: &str) -> Result<String> {
     })
 }
 
-fn flag(q: &[(String, String)], names: &[&str]) -> bool {
-    q.iter().any(|(k, v)| {
-        names.contains(&k.as_str())
-            && matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on")
+/// The last value of the first of `names` present (Starlette keeps the last of repeats).
+fn last<'a>(q: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| {
+        q.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
     })
 }
 
+/// A boolean query parameter as flux-restful's FastAPI reads it; a 422 when it does not parse.
+fn bool_arg(q: &[(String, String)], names: &[&str], errors: &mut Vec<FieldError>) -> bool {
+    let Some(v) = last(q, names) else {
+        return false;
+    };
+    params::parse_bool(v).unwrap_or_else(|| {
+        errors.push(FieldError::bool(Loc::Query, names[0], &json!(v)));
+        false
+    })
+}
+
+/// A positive integer query parameter; what does not parse is ignored, as flux-restful does.
 fn int_arg(q: &[(String, String)], names: &[&str]) -> Option<u64> {
-    q.iter()
-        .find(|(k, _)| names.contains(&k.as_str()))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+    last(q, names)
+        .and_then(params::python_int)
+        .and_then(|n| u64::try_from(n).ok())
         .filter(|n| *n > 0)
 }
 
@@ -313,11 +336,14 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
         .map_err(|_| RestError::TooLarge { limit })
 }
 
-/// The jobs of the instance as details, newest first.
+/// The jobs of the instance as details, newest first; at most `limit` (all when `None`).
 pub async fn detailed_jobs(
     state: &AppState,
     limit: Option<u64>,
 ) -> Result<Vec<Map<String, Value>>> {
+    if limit == Some(0) {
+        return Ok(Vec::new());
+    }
     let raw = state
         .backend
         .list(limit.unwrap_or(0).min(1 << 20) as usize)
@@ -339,20 +365,23 @@ async fn capacity(state: &AppState) -> Result<Capacity> {
 }
 
 /// Parse, check and submit (or launch) a request; shared by the API and the web form.
+/// `from_body`: the parameters came as a JSON body (the legacy whole-body submit).
 pub async fn submit_params(
     state: &AppState,
     user: &Option<Principal>,
     params: Map<String, Value>,
+    from_body: bool,
 ) -> Result<SubmitResponse> {
     let key = user
         .as_ref()
         .map(|p| p.name.as_str())
         .unwrap_or("anonymous");
-    if !jobs::has_command(&params) {
-        return Err(RestError::MissingCommand);
-    }
-    let cap = capacity(state).await?;
-    let sub = jobs::parse_submission(&params, cap)?;
+    let rules = Rules {
+        capacity: capacity(state).await?,
+        strict: state.config.strict,
+        from_body,
+    };
+    let sub = submit::parse_submission(&params, rules)?;
     state.limiter.check(key)?;
     let env = jobs::job_environment(std::env::vars(), &state.config.env_passthrough, &sub.envars);
     if sub.is_launcher {
@@ -372,17 +401,32 @@ pub async fn submit_params(
     })
 }
 
+/// Start a launcher (nextflow, snakemake) on the server. flux-restful answers 200 with `"id":
+/// "MANY"` even when it starts nothing, the reason in the Message; `--strict` answers 400.
 fn launch(
     state: &AppState,
-    sub: &jobs::Submission,
+    sub: &submit::Submission,
     mut env: BTreeMap<String, String>,
 ) -> Result<SubmitResponse> {
+    let not_started = |message: String, strict_error: RestError| {
+        if state.config.strict {
+            Err(strict_error)
+        } else {
+            Ok(SubmitResponse {
+                Message: message,
+                id: json!("MANY"),
+            })
+        }
+    };
     let prog = &sub.command[0];
     if !state.config.launchers.iter().any(|l| l == prog) {
-        return Err(RestError::InvalidSubmit(vec![format!(
-            "{prog} is not a known launcher; known are: {}",
-            state.config.launchers.join(", ")
-        )]));
+        return not_started(
+            format!("{prog} is not a known launcher. "),
+            RestError::InvalidSubmit(vec![format!(
+                "{prog} is not a known launcher; known are: {}",
+                state.config.launchers.join(", ")
+            )]),
+        );
     }
     if let Ok(uri) = std::env::var("FLUX_URI") {
         env.insert("FLUX_URI".into(), uri);
@@ -395,9 +439,13 @@ fn launch(
     if let Some(w) = &sub.workdir {
         cmd.current_dir(w);
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| RestError::SubmitFailed(format!("cannot start launcher {prog}: {e}")))?;
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("cannot start launcher {prog}: {e}");
+            return not_started(why.clone(), RestError::SubmitFailed(why));
+        }
+    };
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
@@ -405,6 +453,11 @@ fn launch(
         Message: "Job submit, see jobs table for spawned jobs.".into(),
         id: json!("MANY"),
     })
+}
+
+/// The answer to a cancel Flux refused, as flux-restful words it.
+pub fn cancel_refused(e: &RestError) -> String {
+    format!("Job cannot be cancelled: {e}.")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,7 +565,8 @@ pub async fn service_stop(State(state): State<AppState>, user: ApiUser) -> Resul
     responses(
         (status = 200, description = "`{\"jobs\": [...]}`, or with details a map (or list) of job details", body = JobsResponse),
         (status = 400, description = "Bad query", body = Detail),
-        (status = 401, description = "Not authenticated", body = Detail)),
+        (status = 401, description = "Not authenticated", body = Detail),
+        (status = 422, description = "`details` or `listing` is not a boolean", body = ValidationErrors)),
     security(("bearer" = [])))]
 pub async fn list_jobs(
     State(state): State<AppState>,
@@ -520,16 +574,31 @@ pub async fn list_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     let q = parse_query(q.as_deref())?;
-    let limit = int_arg(&q, &["limit"]);
-    if !flag(&q, &["details", "detail"]) {
-        let raw = state
-            .backend
-            .list(limit.unwrap_or(1000).min(1 << 20) as usize)
-            .await?;
+    let strict = state.config.strict;
+    let mut errors = Vec::new();
+    // flux-restful-client sends `detail`, which flux-restful ignores.
+    let details_names: &[&str] = if strict {
+        &["details", "detail"]
+    } else {
+        &["details"]
+    };
+    let details = bool_arg(&q, details_names, &mut errors);
+    let listing = bool_arg(&q, &["listing"], &mut errors);
+    if !errors.is_empty() {
+        return Err(RestError::Unprocessable(errors));
+    }
+    // flux-restful reads `limit` only with details; 0 or less there means no jobs.
+    let limit = last(&q, &["limit"]).and_then(params::python_int);
+    if !details {
+        let max = match limit {
+            Some(n) if strict && n > 0 => n as u64,
+            _ => 1000,
+        };
+        let raw = state.backend.list(max.min(1 << 20) as usize).await?;
         return Ok(Json(json!({ "jobs": raw })).into_response());
     }
-    let jobs = detailed_jobs(&state, limit).await?;
-    if flag(&q, &["listing"]) {
+    let jobs = detailed_jobs(&state, limit.map(|n| n.max(0) as u64)).await?;
+    if listing {
         return Ok(
             Json(Value::Array(jobs.into_iter().map(Value::Object).collect())).into_response(),
         );
@@ -554,30 +623,34 @@ pub async fn search_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Json<SearchResponse>> {
     let q = parse_query(q.as_deref())?;
-    let get = |names: &[&str]| {
-        q.iter()
-            .find(|(k, _)| names.contains(&k.as_str()))
-            .map(|(_, v)| v.clone())
-    };
+    let get = |names: &[&str]| last(&q, names).map(str::to_owned);
     let all = detailed_jobs(&state, None).await?;
     let total = all.len();
-    let mut jobs: Vec<_> =
-        match get(&["search[value]", "search", "query"]).filter(|s| !s.is_empty()) {
-            Some(text) => all
-                .into_iter()
-                .filter(|j| jobs::matches_search(j, &text))
-                .collect(),
-            None => all,
-        };
+    // flux-restful-client sends `query`, which flux-restful ignores.
+    let names: &[&str] = if state.config.strict {
+        &["search[value]", "search", "query"]
+    } else {
+        &["search[value]", "search"]
+    };
+    let mut jobs: Vec<_> = match get(names).filter(|s| !s.is_empty()) {
+        Some(text) => all
+            .into_iter()
+            .filter(|j| jobs::matches_search(j, &text))
+            .collect(),
+        None => all,
+    };
     if let Some(start) = int_arg(&q, &["start"]) {
         jobs = jobs.into_iter().skip(start as usize).collect();
     }
     if let Some(length) = int_arg(&q, &["length"]) {
         jobs.truncate(length as usize);
     }
-    let draw = get(&["draw"])
-        .and_then(|d| d.trim().parse::<i64>().ok())
-        .unwrap_or(1);
+    // flux-restful echoes `draw` as it came (a string), 1 when absent; --strict as a number.
+    let draw = match get(&["draw"]).filter(|d| !d.is_empty()) {
+        Some(d) if state.config.strict => json!(d.trim().parse::<i64>().unwrap_or(1)),
+        Some(d) => json!(d),
+        None => json!(1),
+    };
     Ok(Json(SearchResponse {
         recordsFiltered: jobs.len(),
         data: jobs.into_iter().map(Value::Object).collect(),
@@ -605,15 +678,17 @@ pub async fn list_nodes(
 #[utoipa::path(post, path = "/v1/jobs/submit", tag = "jobs", params(SubmitQuery),
     request_body(content = Option<BTreeMap<String, String>>, description = "The job's environment variables (envars)", content_type = "application/json"),
     responses(
-        (status = 200, description = "Submitted", body = SubmitResponse),
-        (status = 400, description = "Invalid submission: `{\"Message\": \"Invalid submit request\", \"Errors\": [...]}`", body = InvalidSubmit),
+        (status = 200, description = "Submitted (a launcher: `\"id\": \"MANY\"`, with the reason in the Message when nothing started)", body = SubmitResponse),
+        (status = 400, description = "Invalid submission: `{\"Message\": \"Invalid submit request\", \"Errors\": [...]}`, or the jobspec refused: `{\"Message\": \"There was an issue submitting that job.\", \"Error\": ...}`", body = InvalidSubmit),
         (status = 401, description = "Not authenticated", body = Detail),
         (status = 413, description = "Body too large", body = Detail),
-        (status = 429, description = "Too many submissions from this user", body = Detail)),
+        (status = 422, description = "A parameter that does not parse as its type, or a body that is not a JSON object", body = ValidationErrors),
+        (status = 429, description = "Too many submissions from this user (only with --submit-rate)", body = Detail)),
     security(("bearer" = [])))]
 pub async fn submit_job(
     State(state): State<AppState>,
     user: ApiUser,
+    headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Result<Json<SubmitResponse>> {
@@ -622,26 +697,68 @@ pub async fn submit_job(
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let bytes = read_body(body, state.config.max_body).await?;
+    let mut from_body = false;
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            RestError::BadRequest(format!(
-                "The request body is not valid JSON ({e}): send the environment as a JSON object, or the whole request as one"
-            ))
-        })?;
-        match v {
+        match body_json(&headers, &bytes, state.config.strict)? {
             Value::Object(m) if m.contains_key("command") && !params.contains_key("command") => {
                 // The whole request as a body (clients before 0.2.1, and 0.2.1's retry).
+                from_body = true;
                 for (k, v) in m {
                     params.insert(k, v);
                 }
             }
-            Value::Null => {}
-            other => {
+            Value::Null if state.config.strict => {}
+            env @ Value::Object(_) => {
+                params.insert("envars".into(), env);
+            }
+            other if state.config.strict => {
                 params.insert("envars".into(), other);
+            }
+            other => {
+                return Err(RestError::Unprocessable(vec![FieldError::body_not_a_dict(
+                    other,
+                )]));
             }
         }
     }
-    Ok(Json(submit_params(&state, &user.0, params).await?))
+    Ok(Json(
+        submit_params(&state, &user.0, params, from_body).await?,
+    ))
+}
+
+/// The submit body as JSON. flux-restful reads it only when it is declared JSON (or, in older
+/// FastAPI, undeclared) and answers 422 otherwise; `--strict` reads any body and answers 400.
+fn body_json(headers: &HeaderMap, bytes: &[u8], strict: bool) -> Result<Value> {
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let text = String::from_utf8_lossy(bytes);
+    if !strict
+        && let Some(ct) = &declared
+        && ct != "application/json"
+        && !(ct.starts_with("application/") && ct.ends_with("+json"))
+    {
+        return Err(RestError::Unprocessable(vec![FieldError::body_not_a_dict(
+            Value::String(text.into_owned()),
+        )]));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        if strict {
+            RestError::BadRequest(format!(
+                "The request body is not valid JSON ({e}): send the environment as a JSON object, or the whole request as one"
+            ))
+        } else {
+            let offset = params::json_error_offset(&text, &e);
+            RestError::Unprocessable(vec![FieldError::body_not_json(offset, e.to_string())])
+        }
+    })
 }
 
 /// A job's details.
@@ -668,10 +785,10 @@ pub async fn get_job(
     params(("jobid" = String, Path, description = "Job id")),
     responses(
         (status = 200, description = "Cancel requested", body = CancelResponse),
-        (status = 400, description = "Not a job id, or Flux refused (e.g. the job has ended)", body = CancelResponse),
+        (status = 400, description = "Not a job id, or Flux refused (an unknown job, or one that has ended): `Job cannot be cancelled: [Errno 2] …`", body = CancelResponse),
         (status = 401, description = "Not authenticated", body = Detail),
         (status = 403, description = "Another user's job", body = Detail),
-        (status = 404, description = "No such job", body = CancelResponse)),
+        (status = 404, description = "No such job (only with --strict)", body = CancelResponse)),
     security(("bearer" = [])))]
 pub async fn cancel_job(
     State(state): State<AppState>,
@@ -685,14 +802,16 @@ pub async fn cancel_job(
             tracing::info!(job = %id.f58(), user = user.key(), "cancel requested");
             (StatusCode::OK, "Job is requested to cancel.".to_string())
         }
-        Err(RestError::JobNotFound(_)) => (
-            StatusCode::NOT_FOUND,
-            "Job cannot be cancelled: unknown job id.".to_string(),
-        ),
-        Err(RestError::BadRequest(m)) => (
-            StatusCode::BAD_REQUEST,
-            format!("Job cannot be cancelled: {m}."),
-        ),
+        Err(e @ RestError::Refused { .. }) => {
+            if state.config.strict && state.backend.job(id).await?.is_none() {
+                (
+                    StatusCode::NOT_FOUND,
+                    "Job cannot be cancelled: unknown job id.".to_string(),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, cancel_refused(&e))
+            }
+        }
         Err(other) => return Err(other),
     };
     Ok((
@@ -709,11 +828,11 @@ pub async fn cancel_job(
 #[utoipa::path(get, path = "/v1/jobs/{jobid}/output", tag = "jobs",
     params(("jobid" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "`{\"Output\": [...]}`, or a Message when there is none yet", body = OutputResponse),
+        (status = 200, description = "`{\"Output\": [...]}`, or a Message when there is none yet or the job is unknown", body = OutputResponse),
         (status = 400, description = "Not a job id", body = Detail),
         (status = 401, description = "Not authenticated", body = Detail),
         (status = 403, description = "Another user's job", body = Detail),
-        (status = 404, description = "No such job", body = Detail)),
+        (status = 404, description = "No such job (only with --strict)", body = Detail)),
     security(("bearer" = [])))]
 pub async fn job_output(
     State(state): State<AppState>,
@@ -729,7 +848,7 @@ pub async fn job_output(
             Message: None,
         }));
     }
-    if state.backend.job(id).await?.is_none() {
+    if state.config.strict && state.backend.job(id).await?.is_none() {
         return Err(RestError::JobNotFound(jobid));
     }
     Ok(Json(OutputResponse {
@@ -742,11 +861,11 @@ pub async fn job_output(
 #[utoipa::path(get, path = "/v1/jobs/{jobid}/output/stream", tag = "jobs",
     params(("jobid" = String, Path, description = "Job id")),
     responses(
-        (status = 200, description = "Output chunks, as produced", content_type = "text/plain", body = String),
+        (status = 200, description = "Output chunks, as produced (nothing for an unknown job)", content_type = "text/plain", body = String),
         (status = 400, description = "Not a job id", body = Detail),
         (status = 401, description = "Not authenticated", body = Detail),
         (status = 403, description = "Another user's job", body = Detail),
-        (status = 404, description = "No such job", body = Detail)),
+        (status = 404, description = "No such job (only with --strict)", body = Detail)),
     security(("bearer" = [])))]
 pub async fn job_output_stream(
     State(state): State<AppState>,
@@ -755,26 +874,39 @@ pub async fn job_output_stream(
 ) -> Result<Response> {
     let id = parse_jobid(&jobid)?;
     ensure_access(&state, &user.0, id).await?;
-    stream_response(&state, id, &jobid).await
+    // flux-restful streams nothing, with a 200, for a job Flux does not know.
+    stream_response(&state, id, &jobid, !state.config.strict).await
 }
 
-/// The streaming body shared by the API and the web page.
-pub async fn stream_response(state: &AppState, id: JobId, jobid: &str) -> Result<Response> {
-    if state.backend.job(id).await?.is_none() {
-        return Err(RestError::JobNotFound(jobid.to_string()));
-    }
-    let chunks = state.backend.output_stream(id).await?;
-    let stopping = state.stopping();
-    let body = chunks
-        .take_until(stopping)
-        .map(|c| Ok::<_, std::convert::Infallible>(Bytes::from(c)));
+/// The streaming body shared by the API and the web page; an unknown job is an empty stream
+/// when `unknown_is_empty`, else a 404.
+pub async fn stream_response(
+    state: &AppState,
+    id: JobId,
+    jobid: &str,
+    unknown_is_empty: bool,
+) -> Result<Response> {
+    let body = if state.backend.job(id).await?.is_none() {
+        if !unknown_is_empty {
+            return Err(RestError::JobNotFound(jobid.to_string()));
+        }
+        Body::empty()
+    } else {
+        let chunks = state.backend.output_stream(id).await?;
+        let stopping = state.stopping();
+        Body::from_stream(
+            chunks
+                .take_until(stopping)
+                .map(|c| Ok::<_, std::convert::Infallible>(Bytes::from(c))),
+        )
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response())
 }

@@ -54,7 +54,8 @@ pub trait FluxBackend: Send + Sync + 'static {
     /// Output chunks as they are produced, ending when the job's output ends.
     async fn output_stream(&self, id: JobId) -> Result<OutputStream>;
 
-    /// Cancel the job.
+    /// Cancel the job. Flux's refusal (an unknown job, one that has ended) is
+    /// [`RestError::Refused`] with Flux's errno and message.
     async fn cancel(&self, id: JobId) -> Result<()>;
 }
 
@@ -264,10 +265,15 @@ impl FluxBackend for FluxClientBackend {
     }
 
     async fn cancel(&self, id: JobId) -> Result<()> {
-        self.client
-            .job_cancel(id, None)
-            .await
-            .map_err(|e| flux_err(e, id))
+        self.client.job_cancel(id, None).await.map_err(|e| match e {
+            flux_client::Error::Remote {
+                errnum, message, ..
+            } => RestError::Refused {
+                errnum,
+                message: message.unwrap_or_else(|| "refused by Flux".into()),
+            },
+            other => flux_err(other, id),
+        })
     }
 }
 

@@ -71,12 +71,19 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Submissions per second per user (0: no limit).
-    #[arg(long, env = "MINICLUSTER_REST_SUBMIT_RATE", default_value_t = 20.0)]
+    /// Submissions per second per user; beyond it, 429 with Retry-After. 0 (the default, as
+    /// flux-restful): no limit.
+    #[arg(long, env = "MINICLUSTER_REST_SUBMIT_RATE", default_value_t = 0.0)]
     pub submit_rate: f64,
-    /// Submissions a user may make at once before the rate applies.
-    #[arg(long, default_value_t = 100)]
+    /// Submissions a user may make at once before --submit-rate applies.
+    #[arg(long, env = "MINICLUSTER_REST_SUBMIT_BURST", default_value_t = 100)]
     pub submit_burst: u32,
+    /// Answer with minicluster's stricter checks instead of flux-restful 1.1.0's: every
+    /// problem of a submission in one 400 (types and unknown parameters too, instead of a 422),
+    /// 404 for unknown job ids on every job route, 400 for an unknown launcher, and the
+    /// published client's spellings `detail` and `query` honoured.
+    #[arg(long, env = "MINICLUSTER_REST_STRICT")]
+    pub strict: bool,
     /// Seconds to let requests in flight finish after a stop is asked for.
     #[arg(long, default_value_t = 10)]
     pub grace_seconds: u64,
@@ -185,6 +192,7 @@ impl ServeArgs {
             max_body: self.max_body_bytes,
             env_passthrough: self.env_passthrough.clone(),
             assume_gpus: self.has_gpus,
+            strict: self.strict,
             ..Default::default()
         };
         if let Some(w) = &self.default_workdir {

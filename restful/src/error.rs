@@ -31,6 +31,16 @@ pub enum RestError {
     InvalidJobId(String),
     #[error("Job {0} not found")]
     JobNotFound(String),
+    #[error("Page not found")]
+    PageNotFound,
+    /// Values that do not parse as their parameter's type: 422 with FastAPI's
+    /// `{"detail": [{"type", "loc", "msg", "input"}]}`.
+    #[error("Invalid request: {}", describe(.0))]
+    Unprocessable(Vec<crate::params::FieldError>),
+    /// Flux refused an action on a job; shown as Flux's Python bindings show it
+    /// (`[Errno 2] unknown job id`), which is what flux-restful's messages quote.
+    #[error("[Errno {errnum}] {message}")]
+    Refused { errnum: u32, message: String },
     /// A submission without any command (flux-restful's first check, with its own shape).
     #[error("A 'command' is minimally required.")]
     MissingCommand,
@@ -72,12 +82,14 @@ impl RestError {
                 StatusCode::UNAUTHORIZED
             }
             RestError::Forbidden(_) => StatusCode::FORBIDDEN,
-            RestError::JobNotFound(_) => StatusCode::NOT_FOUND,
+            RestError::JobNotFound(_) | RestError::PageNotFound => StatusCode::NOT_FOUND,
             RestError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             RestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RestError::FluxUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             RestError::Config(_) | RestError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            RestError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RestError::LoginRefused(_)
+            | RestError::Refused { .. }
             | RestError::BadRequest(_)
             | RestError::InvalidJobId(_)
             | RestError::InvalidSubmit(_)
@@ -104,6 +116,14 @@ impl RestError {
     }
 }
 
+fn describe(errors: &[crate::params::FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.describe())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl IntoResponse for RestError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -111,6 +131,7 @@ impl IntoResponse for RestError {
             tracing::error!(error = %self, "request failed");
         }
         let body = match &self {
+            RestError::Unprocessable(errors) => json!({ "detail": errors }),
             RestError::InvalidSubmit(errors) => {
                 json!({"Message": "Invalid submit request", "Errors": errors})
             }

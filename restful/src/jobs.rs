@@ -1,4 +1,4 @@
-//! The flux-restful-api shapes of jobs, and turning a submit request into a jobspec.
+//! The flux-restful-api shapes of jobs, and a checked submission's environment and jobspec.
 
 use std::collections::BTreeMap;
 
@@ -7,11 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::RawJob;
 use crate::error::{RestError, Result};
-
-/// Longest command we take (bytes). Flux would take more; nobody types more.
-pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
-/// Largest count of tasks, nodes, cores or GPUs we pass on.
-pub const MAX_COUNT: i64 = 1 << 31;
+use crate::submit::Submission;
 
 /// The jobspec user attribute naming the API user who submitted a job.
 pub const OWNER_ATTRIBUTE: &str = "restful_user";
@@ -116,358 +112,6 @@ pub fn matches_search(job: &Map<String, Value>, query: &str) -> bool {
     })
 }
 
-/// A parsed, validated submission.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Submission {
-    pub command: Vec<String>,
-    pub num_tasks: Option<u64>,
-    pub cores_per_task: Option<u64>,
-    pub gpus_per_task: Option<u64>,
-    pub num_nodes: Option<u64>,
-    pub exclusive: bool,
-    pub option_flags: BTreeMap<String, String>,
-    pub envars: BTreeMap<String, String>,
-    pub workdir: Option<String>,
-    pub runtime: u64,
-    pub is_launcher: bool,
-}
-
-/// What the server offers, for validation.
-#[derive(Debug, Clone, Copy)]
-pub struct Capacity {
-    pub nodes: u64,
-    pub gpus: u64,
-}
-
-/// The names flux-restful-api knows; anything else is reported.
-const KNOWN: &[&str] = &[
-    "command",
-    "num_tasks",
-    "cores_per_task",
-    "gpus_per_task",
-    "num_nodes",
-    "exclusive",
-    "option_flags",
-    "envars",
-    "workdir",
-    "runtime",
-    "is_launcher",
-];
-
-/// Whether a parameter map holds a command at all (the first check flux-restful makes).
-pub fn has_command(params: &Map<String, Value>) -> bool {
-    match params.get("command") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.trim().is_empty(),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(_) => true,
-    }
-}
-
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn parse_int(key: &str, v: &Value, errors: &mut Vec<String>) -> Option<i64> {
-    let n = match v {
-        Value::Null => return None,
-        Value::String(s) if s.trim().is_empty() => return None,
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                .map(|f| f as i64)
-        }),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    };
-    if n.is_none() {
-        errors.push(format!(
-            "Parameter {key} must be an integer, found {:?}",
-            text_of(v)
-        ));
-    }
-    n
-}
-
-fn parse_bool(key: &str, v: &Value, errors: &mut Vec<String>) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) if n.as_i64() == Some(1) => true,
-        Value::Number(n) if n.as_i64() == Some(0) => false,
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" | "t" | "y" => true,
-            "false" | "0" | "no" | "off" | "f" | "n" | "" => false,
-            _ => {
-                errors.push(format!(
-                    "Parameter {key} must be true or false, found {s:?}"
-                ));
-                false
-            }
-        },
-        other => {
-            errors.push(format!(
-                "Parameter {key} must be true or false, found {}",
-                text_of(other)
-            ));
-            false
-        }
-    }
-}
-
-/// A string-to-string map from a JSON object, a JSON text of one, or the Python `repr` of a
-/// dict of strings (what flux-restful-client puts in the query string).
-fn parse_map(key: &str, v: &Value, errors: &mut Vec<String>) -> BTreeMap<String, String> {
-    let obj = match v {
-        Value::Null => return BTreeMap::new(),
-        Value::Object(m) => Some(m.clone()),
-        Value::String(s) if s.trim().is_empty() => return BTreeMap::new(),
-        Value::String(s) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(m)) => Some(m),
-            _ => python_dict(s),
-        },
-        _ => None,
-    };
-    let Some(obj) = obj else {
-        errors.push(if key == "envars" {
-            "Environment variables must be key/value pairs (dict)".to_string()
-        } else {
-            format!("Parameter {key} must be key/value pairs")
-        });
-        return BTreeMap::new();
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in obj {
-        if v.is_object() || v.is_array() {
-            errors.push(format!(
-                "Parameter {key}: the value of {k} must be a string"
-            ));
-            continue;
-        }
-        out.insert(k, text_of(&v));
-    }
-    out
-}
-
-/// `{'A': 'b', "C": 'd'}`: a dict of string keys and string, number or bool values.
-fn python_dict(s: &str) -> Option<Map<String, Value>> {
-    let mut chars = s.trim().chars().peekable();
-    let mut out = Map::new();
-    let skip_ws = |c: &mut std::iter::Peekable<std::str::Chars>| {
-        while c.peek().is_some_and(|c| c.is_whitespace()) {
-            c.next();
-        }
-    };
-    fn string(c: &mut std::iter::Peekable<std::str::Chars>) -> Option<String> {
-        let quote = c.next().filter(|q| *q == '\'' || *q == '"')?;
-        let mut s = String::new();
-        loop {
-            match c.next()? {
-                '\\' => match c.next()? {
-                    'n' => s.push('\n'),
-                    't' => s.push('\t'),
-                    other => s.push(other),
-                },
-                ch if ch == quote => return Some(s),
-                ch => s.push(ch),
-            }
-        }
-    }
-    if chars.next()? != '{' {
-        return None;
-    }
-    skip_ws(&mut chars);
-    if chars.peek() == Some(&'}') {
-        chars.next();
-        return chars.next().is_none().then_some(out);
-    }
-    loop {
-        skip_ws(&mut chars);
-        let k = string(&mut chars)?;
-        skip_ws(&mut chars);
-        if chars.next()? != ':' {
-            return None;
-        }
-        skip_ws(&mut chars);
-        let v = if matches!(chars.peek(), Some('\'') | Some('"')) {
-            Value::String(string(&mut chars)?)
-        } else {
-            let mut lit = String::new();
-            while chars.peek().is_some_and(|c| *c != ',' && *c != '}') {
-                lit.push(chars.next()?);
-            }
-            let lit = lit.trim();
-            match lit {
-                "True" => Value::Bool(true),
-                "False" => Value::Bool(false),
-                _ if lit.parse::<f64>().is_ok() => Value::String(lit.to_string()),
-                _ => return None,
-            }
-        };
-        out.insert(k, v);
-        skip_ws(&mut chars);
-        match chars.next()? {
-            ',' => continue,
-            '}' => break,
-            _ => return None,
-        }
-    }
-    skip_ws(&mut chars);
-    chars.next().is_none().then_some(out)
-}
-
-fn parse_flags(v: &Value, errors: &mut Vec<String>) -> BTreeMap<String, String> {
-    match v {
-        Value::String(s) => {
-            let mut out = BTreeMap::new();
-            for flag in s.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                match flag.split_once('=') {
-                    Some((k, v)) => {
-                        out.insert(k.trim().to_string(), v.to_string());
-                    }
-                    None => errors.push(format!(
-                        "Option flag {flag:?} has no '=': give option flags as name=value pairs separated by commas"
-                    )),
-                }
-            }
-            out
-        }
-        other => parse_map("option_flags", other, errors),
-    }
-}
-
-/// Parse and check the submit parameters, reporting every problem at once.
-pub fn parse_submission(params: &Map<String, Value>, cap: Capacity) -> Result<Submission> {
-    let mut errors = Vec::new();
-    let mut sub = Submission::default();
-    for key in params.keys() {
-        if !KNOWN.contains(&key.as_str()) {
-            errors.push(format!(
-                "Unknown parameter {key:?}; known are: {}",
-                KNOWN.join(", ")
-            ));
-        }
-    }
-    match params.get("command") {
-        None | Some(Value::Null) => errors.push("'command' is required.".into()),
-        Some(Value::Array(words)) => {
-            let mut out = Vec::new();
-            for w in words {
-                match w {
-                    Value::String(s) => out.push(s.clone()),
-                    Value::Number(n) => out.push(n.to_string()),
-                    _ => errors.push("'command' as a list holds only strings and numbers".into()),
-                }
-            }
-            sub.command = out;
-        }
-        Some(Value::String(s)) => match shlex::split(s) {
-            Some(words) => sub.command = words,
-            None => errors.push(
-                "'command' could not be split into words: close every quote (shell quoting rules)"
-                    .into(),
-            ),
-        },
-        Some(other) => errors.push(format!(
-            "'command' must be a string or a list, found {}",
-            text_of(other)
-        )),
-    }
-    let total: usize = sub.command.iter().map(|w| w.len() + 1).sum();
-    if total > MAX_COMMAND_BYTES {
-        errors.push(format!(
-            "'command' is {total} bytes long; the limit is {MAX_COMMAND_BYTES} bytes"
-        ));
-        sub.command.clear();
-    } else if sub.command.is_empty() && params.get("command").is_some_and(|v| !v.is_null()) {
-        errors.push("'command' is required.".into());
-    } else if sub.command.iter().any(|w| w.contains('\0')) {
-        errors.push("'command' must not contain NUL characters".into());
-    }
-
-    let mut count = |key: &str, out: &mut Option<u64>| {
-        if let Some(v) = params.get(key)
-            && let Some(n) = parse_int(key, v, &mut errors)
-        {
-            if n < 1 {
-                errors.push(format!("Parameter {key} must be >= 1"));
-            } else if n > MAX_COUNT {
-                errors.push(format!("Parameter {key} must be <= {MAX_COUNT}"));
-            } else {
-                *out = Some(n as u64);
-            }
-        }
-    };
-    count("num_tasks", &mut sub.num_tasks);
-    count("cores_per_task", &mut sub.cores_per_task);
-    count("gpus_per_task", &mut sub.gpus_per_task);
-    count("num_nodes", &mut sub.num_nodes);
-
-    if let Some(n) = sub.num_nodes
-        && n > cap.nodes
-    {
-        errors.push(format!(
-            "The server only has {} nodes, you requested {n}",
-            cap.nodes
-        ));
-    }
-    if sub.gpus_per_task.is_some() && cap.gpus == 0 {
-        errors.push("This server does not support gpus: gpus_per_task cannot be set.".into());
-    }
-    if let Some(v) = params.get("runtime")
-        && let Some(n) = parse_int("runtime", v, &mut errors)
-    {
-        if n < 0 {
-            errors.push(format!("Runtime must be >= 0, found {n}"));
-        } else {
-            sub.runtime = n as u64;
-        }
-    }
-    if let Some(v) = params.get("exclusive") {
-        sub.exclusive = parse_bool("exclusive", v, &mut errors);
-    }
-    if let Some(v) = params.get("is_launcher") {
-        sub.is_launcher = parse_bool("is_launcher", v, &mut errors);
-    }
-    if let Some(v) = params.get("option_flags") {
-        sub.option_flags = parse_flags(v, &mut errors);
-        for option in sub.option_flags.keys() {
-            if option.contains("-o") {
-                errors.push(format!(
-                    "Please provide keys without -o, {option} is invalid."
-                ));
-            }
-        }
-    }
-    if let Some(v) = params.get("envars") {
-        sub.envars = parse_map("envars", v, &mut errors);
-        for k in sub.envars.keys() {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                errors.push(format!(
-                    "Environment variable name {k:?} is not valid (no '=', not empty)"
-                ));
-            }
-        }
-    }
-    match params.get("workdir") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s.is_empty() => {}
-        Some(Value::String(s)) => sub.workdir = Some(s.clone()),
-        Some(other) => errors.push(format!(
-            "Parameter workdir must be a path, found {}",
-            text_of(other)
-        )),
-    }
-    if errors.is_empty() {
-        Ok(sub)
-    } else {
-        Err(RestError::InvalidSubmit(errors))
-    }
-}
-
 /// Server variables a job gets (besides those it asks for); never the server's secrets.
 const JOB_ENV_ALLOWLIST: &[&str] = &[
     "PATH",
@@ -543,10 +187,6 @@ pub fn jobspec(
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    if sub.exclusive && sub.num_nodes.is_none() {
-        // flux-restful passes exclusive only with nodes; a bare exclusive means nothing.
-        req.exclusive = false;
-    }
     let mut spec = req
         .jobspec()
         .map_err(|e| RestError::SubmitFailed(e.to_string().replace("invalid jobspec: ", "")))?;
@@ -567,73 +207,8 @@ pub fn owner_of(jobspec: &Value) -> Option<&str> {
 mod tests {
     use super::*;
 
-    const CAP: Capacity = Capacity { nodes: 2, gpus: 0 };
-
     fn params(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn query_strings_parse_like_flux_restful() {
-        let s = parse_submission(
-            &params(json!({"command": "echo 'hello world'", "num_tasks": "2",
-                "exclusive": "true", "option_flags": "cpu-affinity=per-task,verbose=1",
-                "envars": "{'FOO': 'bar', 'N': 3}", "runtime": "10", "num_nodes": "1"})),
-            CAP,
-        )
-        .unwrap();
-        assert_eq!(s.command, vec!["echo", "hello world"]);
-        assert_eq!(s.num_tasks, Some(2));
-        assert!(s.exclusive);
-        assert_eq!(s.option_flags["cpu-affinity"], "per-task");
-        assert_eq!(s.envars["FOO"], "bar");
-        assert_eq!(s.envars["N"], "3");
-        assert_eq!(s.runtime, 10);
-    }
-
-    #[test]
-    fn every_problem_is_reported() {
-        let Err(RestError::InvalidSubmit(errors)) = parse_submission(
-            &params(
-                json!({"command": "x", "num_tasks": "-1", "cores_per_task": "abc",
-                "num_nodes": 5, "gpus_per_task": 1, "runtime": -3,
-                "option_flags": {"-ompi": "x"}, "envars": [1], "bogus": 1}),
-            ),
-            CAP,
-        ) else {
-            panic!("accepted")
-        };
-        let all = errors.join("\n");
-        for needle in [
-            "num_tasks must be >= 1",
-            "cores_per_task must be an integer",
-            "only has 2 nodes, you requested 5",
-            "does not support gpus",
-            "Runtime must be >= 0, found -3",
-            "keys without -o",
-            "Environment variables must be key/value pairs",
-            "Unknown parameter \"bogus\"",
-        ] {
-            assert!(all.contains(needle), "{needle} missing in {all}");
-        }
-    }
-
-    #[test]
-    fn huge_and_unbalanced_commands_are_refused() {
-        let huge = "a".repeat(MAX_COMMAND_BYTES + 10);
-        assert!(parse_submission(&params(json!({ "command": huge })), CAP).is_err());
-        assert!(parse_submission(&params(json!({"command": "echo 'oops"})), CAP).is_err());
-    }
-
-    #[test]
-    fn python_dicts() {
-        assert_eq!(
-            python_dict("{'A': 'b', \"C\": True}").unwrap(),
-            params(json!({"A": "b", "C": true}))
-        );
-        assert_eq!(python_dict("{}").unwrap(), Map::new());
-        assert!(python_dict("{'A': x}").is_none());
-        assert!(python_dict("{'A': 'b'} trailing").is_none());
     }
 
     #[test]
@@ -674,11 +249,11 @@ mod tests {
 
     #[test]
     fn jobspec_records_the_owner() {
-        let s = parse_submission(
-            &params(json!({"command": "hostname", "workdir": "/w"})),
-            CAP,
-        )
-        .unwrap();
+        let s = Submission {
+            command: vec!["hostname".into()],
+            workdir: Some("/w".into()),
+            ..Default::default()
+        };
         let spec = jobspec(&s, BTreeMap::new(), Some("alice"), "/tmp").unwrap();
         let v = serde_json::to_value(&spec).unwrap();
         assert_eq!(owner_of(&v), Some("alice"));

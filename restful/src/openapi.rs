@@ -45,6 +45,8 @@ use crate::server::AppState;
         api::JobDetails,
         api::JobsResponse,
         api::SearchResponse,
+        crate::params::FieldError,
+        crate::params::ValidationErrors,
     )),
     modifiers(&Security),
     tags(

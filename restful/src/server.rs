@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub assume_gpus: bool,
     /// The web pages (embedded, or overridden with `--templates`).
     pub pages: Arc<crate::web::Pages>,
+    /// Our stricter answers instead of flux-restful's (`--strict`): see the README's
+    /// "Where we differ from flux-restful".
+    pub strict: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             launchers: vec!["nextflow".into(), "snakemake".into()],
             assume_gpus: false,
             pages: Arc::new(crate::web::Pages::new()),
+            strict: false,
         }
     }
 }

@@ -450,12 +450,17 @@ impl FluxBackend for StandIn {
     async fn cancel(&self, id: JobId) -> Result<()> {
         let t = now();
         let mut st = self.lock();
+        // Flux's job-manager answers both with ENOENT and these words.
+        let refused = |message: &str| RestError::Refused {
+            errnum: 2,
+            message: message.into(),
+        };
         let job = st
             .jobs
             .get_mut(&id.as_u64())
-            .ok_or_else(|| RestError::JobNotFound(id.f58()))?;
+            .ok_or_else(|| refused("unknown job id"))?;
         if job.end(t).is_some() {
-            return Err(RestError::BadRequest("job is inactive".into()));
+            return Err(refused("job is inactive"));
         }
         job.canceled_at = Some(t);
         Ok(())
@@ -497,10 +502,13 @@ mod tests {
         let raw = s.job(id).await.unwrap().unwrap();
         assert_eq!(raw["state"], 64);
         assert_eq!(raw["result"], 4);
-        assert!(s.cancel(id).await.is_err());
-        assert!(matches!(
-            s.cancel(JobId(7)).await,
-            Err(RestError::JobNotFound(_))
-        ));
+        assert_eq!(
+            s.cancel(id).await.unwrap_err().to_string(),
+            "[Errno 2] job is inactive"
+        );
+        assert_eq!(
+            s.cancel(JobId(7)).await.unwrap_err().to_string(),
+            "[Errno 2] unknown job id"
+        );
     }
 }

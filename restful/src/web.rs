@@ -37,7 +37,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/restful/submit.html"),
     ),
     ("job.html", include_str!("../../templates/restful/job.html")),
+    (
+        "index.html",
+        include_str!("../../templates/restful/index.html"),
+    ),
+    (
+        "about.html",
+        include_str!("../../templates/restful/about.html"),
+    ),
 ];
+
+/// The informational pages under `/page/{name}`, as flux-restful has them.
+const PAGES: &[&str] = &["index", "about"];
 
 pub struct Pages {
     tera: tera::Tera,
@@ -92,7 +103,8 @@ impl Pages {
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/jobs") }))
+        .route("/", get(home))
+        .route("/page/{name}", get(page))
         .route("/jobs", get(jobs_page))
         .route("/jobs/submit", get(submit_page).post(submit_form))
         .route("/job/{jobid}", get(job_page))
@@ -229,6 +241,44 @@ async fn rows(state: &AppState) -> Result<Vec<Row>> {
         .collect())
 }
 
+#[derive(Serialize)]
+struct PageCtx {
+    host: String,
+    version: &'static str,
+}
+
+fn page_ctx(headers: &HeaderMap) -> PageCtx {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:5000");
+    PageCtx {
+        host: format!("http://{host}"),
+        version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// The home page; public, as flux-restful's is (it shows no jobs).
+async fn home(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    Ok(Html(state.web.render("index.html", &page_ctx(&headers))?).into_response())
+}
+
+/// `/page/about` (and `/page/index`, the home page again).
+async fn page(
+    State(state): State<AppState>,
+    _u: WebUser,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response> {
+    if !PAGES.contains(&name.as_str()) {
+        return Err(RestError::PageNotFound);
+    }
+    let html = state
+        .web
+        .render(&format!("{name}.html"), &page_ctx(&headers))?;
+    Ok(Html(html).into_response())
+}
+
 async fn jobs_page(State(state): State<AppState>, _u: WebUser) -> Result<Response> {
     #[derive(Serialize)]
     struct Ctx {
@@ -352,7 +402,7 @@ async fn submit_form(
         params.insert("envars".into(), Value::Object(env));
     }
     let outcome = if errors.is_empty() {
-        api::submit_params(&state, &user.0, params).await
+        api::submit_params(&state, &user.0, params, false).await
     } else {
         Err(RestError::InvalidSubmit(errors))
     };
@@ -363,12 +413,14 @@ async fn submit_form(
         }),
         Err(
             e @ (RestError::InvalidSubmit(_)
+            | RestError::Unprocessable(_)
             | RestError::MissingCommand
             | RestError::SubmitFailed(_)
             | RestError::RateLimited { .. }),
         ) => {
             let errors = match e {
                 RestError::InvalidSubmit(v) => v,
+                RestError::Unprocessable(v) => v.iter().map(|e| e.describe()).collect(),
                 other => vec![other.to_string()],
             };
             let (csrf, _) = csrf_token(&headers);
@@ -478,7 +530,7 @@ async fn cancel_form(
     ensure_access(&state, &user.0, id).await?;
     let msg = match state.backend.cancel(id).await {
         Ok(()) => "Job is requested to cancel.".to_string(),
-        Err(e) => format!("Job cannot be cancelled: {e}."),
+        Err(e) => api::cancel_refused(&e),
     };
     let q = serde_urlencoded::to_string([("msg", msg)]).unwrap_or_default();
     Ok(Redirect::to(&format!("/job/{}?{q}", id.as_u64())).into_response())
@@ -491,7 +543,7 @@ async fn stream(
 ) -> Result<Response> {
     let id = parse_jobid(&jobid)?;
     ensure_access(&state, &user.0, id).await?;
-    api::stream_response(&state, id, &jobid).await
+    api::stream_response(&state, id, &jobid, false).await
 }
 
 #[cfg(test)]

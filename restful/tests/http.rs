@@ -30,6 +30,21 @@ fn open_app() -> (Router, AppState) {
     (router(s.clone()), s)
 }
 
+/// With `--strict`: our stricter answers instead of flux-restful's.
+fn strict_app() -> Router {
+    let s = AppState::new(
+        Arc::new(StandIn::new(2)),
+        Auth::none(),
+        RateLimiter::unlimited(),
+        ServerConfig {
+            default_cwd: "/tmp".into(),
+            strict: true,
+            ..Default::default()
+        },
+    );
+    router(s)
+}
+
 const SHARED: &[u8] = b"shared secret";
 
 fn secured_app() -> (Router, AppState) {
@@ -86,6 +101,16 @@ async fn send(app: &Router, req: Request<Body>) -> Resp {
     }
 }
 
+/// `method uri` with no body and no credentials.
+async fn call(app: &Router, method: &str, uri: &str) -> Resp {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    send(app, req).await
+}
+
 async fn get(app: &Router, uri: &str, token: Option<&str>) -> Resp {
     let mut b = Request::get(uri);
     if let Some(t) = token {
@@ -107,6 +132,12 @@ async fn post(app: &Router, uri: &str, token: Option<&str>, body: Option<Value>)
         None => Body::empty(),
     };
     send(app, b.body(body).unwrap()).await
+}
+
+/// The status and JSON answer to a bare POST (no body, no credentials).
+async fn post_answer(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let r = post(app, uri, None, None).await;
+    (r.status, r.json())
 }
 
 async fn submit(app: &Router, query: &str, token: Option<&str>) -> u64 {
@@ -231,7 +262,7 @@ async fn legacy_whole_body_submit() {
 }
 
 #[tokio::test]
-async fn bad_submissions_get_documented_400s() {
+async fn bad_submissions_answer_as_flux_restful() {
     let (app, _) = open_app();
     let r = post(&app, "/v1/jobs/submit", None, None).await;
     assert_eq!(r.status, 400);
@@ -240,6 +271,7 @@ async fn bad_submissions_get_documented_400s() {
         json!({"Message": "A 'command' is minimally required."})
     );
 
+    // Types first (422), then the request's checks (400, every one), then the jobspec's.
     let r = post(
         &app,
         "/v1/jobs/submit?command=x&num_tasks=-2&num_nodes=9&gpus_per_task=1&runtime=-1&cores_per_task=zero",
@@ -247,17 +279,34 @@ async fn bad_submissions_get_documented_400s() {
         None,
     )
     .await;
-    assert_eq!(r.status, 400);
-    let j = r.json();
-    assert_eq!(j["Message"], "Invalid submit request");
-    let errors: Vec<String> = serde_json::from_value(j["Errors"].clone()).unwrap();
-    assert!(errors.contains(&"Parameter num_tasks must be >= 1".to_string()));
-    assert!(errors.contains(&"The server only has 2 nodes, you requested 9".to_string()));
-    assert!(
-        errors.contains(&"This server does not support gpus: gpus_per_task cannot be set.".into())
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["detail"][0]["loc"],
+        json!(["query", "cores_per_task"])
     );
-    assert!(errors.contains(&"Runtime must be >= 0, found -1".to_string()));
-    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert_eq!(
+        post_answer(
+            &app,
+            "/v1/jobs/submit?command=x&num_tasks=-2&num_nodes=9&gpus_per_task=1&runtime=-1"
+        )
+        .await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"Message": "Invalid submit request", "Errors": [
+                "The server only has 2 nodes, you requested 9",
+                "This server does not support gpus: gpus_per_task cannot be set.",
+                "Runtime must be >= 0, found -1",
+            ]})
+        )
+    );
+    let r = post(&app, "/v1/jobs/submit?command=x&num_tasks=-2", None, None).await;
+    assert_eq!(
+        r.json(),
+        json!({"Message": "There was an issue submitting that job.",
+            "Error": "task count must be a integer >= 1"})
+    );
+    // Parameters flux-restful does not know are ignored, as are flags without '='.
+    submit(&app, "command=true&bogus=1&option_flags=junk", None).await;
 
     // A huge command.
     let huge = "a".repeat(70_000);
@@ -286,6 +335,67 @@ async fn bad_submissions_get_documented_400s() {
             .contains("not valid UTF-8")
     );
 
+    // A body that is not JSON, and one that is not declared JSON.
+    let req = Request::post("/v1/jobs/submit?command=true")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\n  bad"))
+        .unwrap();
+    let r = send(&app, req).await;
+    assert_eq!(r.status, 422);
+    let e = &r.json()["detail"][0];
+    assert_eq!(e["type"], "json_invalid");
+    assert_eq!(e["loc"], json!(["body", 4]));
+    assert_eq!(e["msg"], "JSON decode error");
+    let req = Request::post("/v1/jobs/submit?command=true")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{\"A\": \"b\"}"))
+        .unwrap();
+    let r = send(&app, req).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["input"], "{\"A\": \"b\"}");
+
+    // Flux's refusal of the jobspec has flux-restful's "issue submitting" shape.
+    assert_eq!(
+        post_answer(&app, "/v1/jobs/submit?command=true&num_nodes=2&num_tasks=1").await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"Message": "There was an issue submitting that job.",
+            "Error": "node count must not be greater than task count"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn strict_reports_every_problem_as_one_400() {
+    let app = strict_app();
+    let r = post(
+        &app,
+        "/v1/jobs/submit?command=x&num_tasks=-2&num_nodes=9&gpus_per_task=1&runtime=-1&cores_per_task=zero&exclusive=maybe&bogus=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    let j = r.json();
+    assert_eq!(j["Message"], "Invalid submit request");
+    let errors: Vec<String> = serde_json::from_value(j["Errors"].clone()).unwrap();
+    for e in [
+        "Parameter cores_per_task must be an integer, found \"zero\"",
+        "Parameter exclusive must be true or false, found \"maybe\"",
+        "Parameter num_tasks must be >= 1",
+        "The server only has 2 nodes, you requested 9",
+        "This server does not support gpus: gpus_per_task cannot be set.",
+        "Runtime must be >= 0, found -1",
+    ] {
+        assert!(errors.contains(&e.to_string()), "{e} missing in {errors:?}");
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("Unknown parameter \"bogus\""))
+    );
+    assert_eq!(errors.len(), 7, "{errors:?}");
+
     // A body that is not JSON.
     let req = Request::post("/v1/jobs/submit?command=true")
         .header(header::CONTENT_TYPE, "application/json")
@@ -300,30 +410,10 @@ async fn bad_submissions_get_documented_400s() {
             .contains("not valid JSON")
     );
 
-    // Jobspec refusal (more nodes than tasks) has flux-restful's "issue submitting" shape.
+    // Exclusive without nodes, and an unknown launcher, are refused with the reason.
     let r = post(
         &app,
-        "/v1/jobs/submit?command=true&num_nodes=2&num_tasks=1",
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(r.status, 400);
-    assert_eq!(
-        r.json()["Message"],
-        "There was an issue submitting that job."
-    );
-    assert!(
-        r.json()["Error"]
-            .as_str()
-            .unwrap()
-            .contains("more nodes than tasks")
-    );
-
-    // An unknown launcher.
-    let r = post(
-        &app,
-        "/v1/jobs/submit?command=rm+-rf+%2F&is_launcher=true",
+        "/v1/jobs/submit?command=true&exclusive=true",
         None,
         None,
     )
@@ -333,7 +423,19 @@ async fn bad_submissions_get_documented_400s() {
         r.json()["Errors"][0]
             .as_str()
             .unwrap()
-            .contains("not a known launcher")
+            .contains("exclusive needs num_nodes")
+    );
+    let r = post(
+        &app,
+        "/v1/jobs/submit?command=rm+-rf+%2F&is_launcher=true",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["Errors"][0],
+        "rm is not a known launcher; known are: nextflow, snakemake"
     );
 }
 
@@ -389,9 +491,14 @@ async fn job_listings_in_all_three_forms_and_search() {
     assert_eq!(map.len(), 2);
     assert_eq!(map[&a.to_string()]["name"], "echo");
     assert!(map[&b.to_string()]["state"].is_string());
-    // flux-restful-client sends `detail`.
+    // flux-restful-client sends `detail`: flux-restful ignores it, --strict takes it.
     let r2 = get(&app, "/v1/jobs?detail=true", None).await.json();
-    assert_eq!(r2.as_object().unwrap().len(), 2);
+    assert_eq!(r2["jobs"].as_array().unwrap().len(), 2);
+    let strict = strict_app();
+    submit(&strict, "command=sleep+30", None).await;
+    let r2 = get(&strict, "/v1/jobs?detail=true", None).await.json();
+    assert_eq!(r2.as_object().unwrap().len(), 1);
+    assert!(r2.get("jobs").is_none());
 
     let r = get(&app, "/v1/jobs?details=true&listing=true&limit=1", None)
         .await
@@ -405,7 +512,7 @@ async fn job_listings_in_all_three_forms_and_search() {
     let r = get(&app, "/v1/jobs/search?search=echo&draw=7", None)
         .await
         .json();
-    assert_eq!(r["draw"], 7);
+    assert_eq!(r["draw"], "7", "echoed as it came, as flux-restful does");
     assert_eq!(r["recordsTotal"], 2);
     assert_eq!(r["recordsFiltered"], 1);
     assert_eq!(r["data"][0]["id"], a);
@@ -414,8 +521,17 @@ async fn job_listings_in_all_three_forms_and_search() {
         .json();
     assert_eq!(r["data"].as_array().unwrap().len(), 1);
     assert_eq!(r["draw"], 1);
+    // `query`, the client's spelling, likewise.
     let r = get(&app, "/v1/jobs/search?query=sleep", None).await.json();
-    assert_eq!(r["data"][0]["id"], b);
+    assert_eq!(r["recordsFiltered"], 2);
+    let r = get(&strict, "/v1/jobs/search?query=nothing&draw=7", None)
+        .await
+        .json();
+    assert_eq!(r["recordsFiltered"], 0);
+    assert_eq!(r["draw"], 7);
+    // Plain listings ignore `limit` (flux-restful reads it only with details).
+    let r = get(&app, "/v1/jobs?limit=1", None).await.json();
+    assert_eq!(r["jobs"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -432,18 +548,28 @@ async fn unknown_and_malformed_job_ids() {
             .unwrap()
             .contains("not a valid job id")
     );
+    // flux-restful answers these for an unknown job.
     let r = get(&app, "/v1/jobs/123456789/output", None).await;
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 200);
     let r = get(&app, "/v1/jobs/123456789/output/stream", None).await;
-    assert_eq!(r.status, 404);
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, ""));
     let r = post(&app, "/v1/jobs/123456789/cancel", None, None).await;
-    assert_eq!(r.status, 404);
+    assert_eq!(r.status, 400);
     assert_eq!(
         r.json(),
-        json!({"Message": "Job cannot be cancelled: unknown job id.", "id": "123456789"})
+        json!({"Message": "Job cannot be cancelled: [Errno 2] unknown job id.", "id": "123456789"})
     );
     let r = post(&app, "/v1/jobs/%ff/cancel", None, None).await;
     assert_eq!(r.status, 400);
+    // --strict: 404 on every job route.
+    let strict = strict_app();
+    for (m, uri) in [
+        ("GET", "/v1/jobs/123456789/output"),
+        ("GET", "/v1/jobs/123456789/output/stream"),
+        ("POST", "/v1/jobs/123456789/cancel"),
+    ] {
+        assert_eq!(call(&strict, m, uri).await.status, 404, "{m} {uri}");
+    }
 }
 
 #[tokio::test]
@@ -463,11 +589,9 @@ async fn cancel_a_running_job() {
     // Again: Flux refuses, 400.
     let r = post(&app, &format!("/v1/jobs/{id}/cancel"), None, None).await;
     assert_eq!(r.status, 400);
-    assert!(
-        r.json()["Message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Job cannot be cancelled")
+    assert_eq!(
+        r.json()["Message"],
+        "Job cannot be cancelled: [Errno 2] job is inactive."
     );
 }
 
@@ -571,12 +695,7 @@ async fn shared_secret_auth() {
         ("GET", "/v1/jobs/1/output/stream"),
         ("POST", "/v1/service/stop"),
     ] {
-        let req = Request::builder()
-            .method(m)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
-        let r = send(&app, req).await;
+        let r = call(&app, m, uri).await;
         assert_eq!(r.status, 401, "{m} {uri}");
         assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer", "{m} {uri}");
         assert_eq!(r.json(), json!({"detail": "Not authenticated"}));
@@ -729,7 +848,14 @@ async fn openapi_document_and_docs_page() {
 async fn web_pages_and_form_submit() {
     let (app, _) = open_app();
     let r = get(&app, "/", None).await;
-    assert!(r.status.is_redirection());
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("href=\"/page/about\""));
+    assert_eq!(get(&app, "/page/about", None).await.status, 200);
+    let r = get(&app, "/page/secret", None).await;
+    assert_eq!(
+        (r.status, r.json()),
+        (StatusCode::NOT_FOUND, json!({"detail": "Page not found"}))
+    );
     let r = get(&app, "/jobs/submit", None).await;
     assert_eq!(r.status, 200);
     let cookie = r.headers[header::SET_COOKIE].to_str().unwrap().to_string();
@@ -771,23 +897,33 @@ async fn web_pages_and_form_submit() {
     assert!(page.text().contains("from the form"), "{}", page.text());
 
     // Form errors come back on the form.
-    let bad = Request::post("/jobs/submit")
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::COOKIE, format!("csrf={token}"))
-        .body(Body::from(format!("csrf={token}&command=x&num_tasks=0")))
-        .unwrap();
-    let r = send(&app, bad).await;
-    assert_eq!(r.status, 400);
-    assert!(
-        r.text().contains("num_tasks must be &gt;= 1"),
-        "{}",
-        r.text()
-    );
+    for (fields, error) in [
+        (
+            "command=x&num_tasks=0",
+            "task count must be a integer &gt;= 1",
+        ),
+        (
+            "command=x&num_tasks=many",
+            "Parameter num_tasks must be an integer, found &quot;many&quot;",
+        ),
+    ] {
+        let bad = Request::post("/jobs/submit")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, format!("csrf={token}"))
+            .body(Body::from(format!("csrf={token}&{fields}")))
+            .unwrap();
+        let r = send(&app, bad).await;
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains(error), "{error} missing:\n{}", r.text());
+    }
 }
 
 #[tokio::test]
 async fn web_pages_ask_browsers_for_basic_auth() {
     let (app, _) = secured_app();
+    // The home page is public (it shows no jobs); the others ask.
+    assert_eq!(get(&app, "/", None).await.status, 200);
+    assert_eq!(get(&app, "/page/about", None).await.status, 401);
     let r = get(&app, "/jobs", None).await;
     assert_eq!(r.status, 401);
     assert!(

@@ -330,8 +330,13 @@ async fn cancel_known_and_unknown_jobs() {
         body,
         json!({"Message": "Job is requested to cancel.", "id": "ƒ4DX8eMD"})
     );
+    // The recorded refusal (ENOENT, "unknown job id") in flux-restful's words.
     let (status, body) = json_call(&app, "POST", "/v1/jobs/123456789/cancel").await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body,
+        json!({"Message": "Job cannot be cancelled: [Errno 2] unknown job id.", "id": "123456789"})
+    );
     r.assert_all_matched();
 }
 

@@ -1,5 +1,5 @@
-//! Shared by the integration tests: our binary on a free loopback port, the test venv's
-//! Python, and a real `flux` when there is one.
+//! Shared by the integration tests: our binary on a free loopback port (alone or inside a real
+//! Flux instance), the test venv's Python, and the real `flux` of `real_flux_` tests.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -34,17 +34,27 @@ pub fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `$FLUX_BIN` or `flux` on PATH.
-pub fn flux() -> Option<PathBuf> {
+/// The real `flux` a `real_flux_` test runs: `$FLUX_BIN` (which must be a file), else `flux`
+/// on PATH; the test fails, saying how to fix it, when there is none.
+pub fn flux_or_fail() -> PathBuf {
     if let Some(p) = std::env::var_os("FLUX_BIN") {
         let p = PathBuf::from(p);
-        return p.exists().then_some(p);
+        assert!(
+            p.is_file(),
+            "FLUX_BIN={} is not a file: point it at flux-core's flux, or unset it",
+            p.display()
+        );
+        return p;
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("flux"))
-            .find(|p| p.is_file())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("flux"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs a real flux: set FLUX_BIN or put flux-core's flux on PATH")
+        })
 }
 
 /// A running `minicluster-rest`; killed when dropped.
@@ -64,6 +74,18 @@ impl Server {
             args,
             env,
         )
+    }
+
+    /// Start our binary as the initial program of a one-broker Flux instance (`flux start
+    /// --test-size=1`); the instance ends when our server does.
+    pub fn start_in_flux(flux: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(flux);
+        cmd.args([
+            "start",
+            "--test-size=1",
+            env!("CARGO_BIN_EXE_minicluster-rest"),
+        ]);
+        Self::start_with(cmd, args, env)
     }
 
     /// Start `cmd` (our binary, or a wrapper that runs it) and wait for its address line.

@@ -1,14 +1,17 @@
 """Drive the published flux-restful-client (PyPI) against a server.
 
-Usage: client_check.py URL USER PASSWORD SECRET MODE CLIENT
+Usage: client_check.py URL USER PASSWORD SECRET MODE CLIENT ANSWERS
 MODE is "stand-in" or "flux": which commands produce the output we look for.
 CLIENT is "0.2.1" (the flux-restful-client package) or "1.1.0" (the client inside flux-restful).
+ANSWERS is "upstream" (the server's default: flux-restful 1.1.0's answers) or "strict" (the
+server runs with --strict).
 Prints one line per check and "ALL OK" at the end; any failed check raises.
 """
 import sys
 import time
 
-url, user, password, secret, mode, client = sys.argv[1:7]
+url, user, password, secret, mode, client, answers = sys.argv[1:8]
+strict = answers == "strict"
 if client == "1.1.0":
     from flux_restful.client.main.client import FluxRestfulClient, get_encoded_auth
 else:
@@ -66,12 +69,21 @@ check("envars", "".join(out.get("Output", [])) == "hi there\n", out)
 listing = cli.jobs()
 ids = [j["id"] for j in listing["jobs"]]
 check("jobs", jobid in ids, listing)
+# The clients send `detail` and `query`; flux-restful reads `details` and `search`, so by
+# default these are the plain listing and an unfiltered search.
 detail = cli.jobs(detail=True)
-check("jobs detail", str(jobid) in detail and detail[str(jobid)]["state"] == "INACTIVE", list(detail)[:3])
 rows = cli.jobs(detail=True, listing=True)
-check("jobs detail listing", isinstance(rows, list) and any(r["id"] == jobid for r in rows), rows[:1])
-found = cli.search("echo")
-check("search", found["recordsFiltered"] >= 1 and found["recordsTotal"] >= found["recordsFiltered"], found)
+found = cli.search("no job has this")
+if strict:
+    check("jobs detail", str(jobid) in detail and detail[str(jobid)]["state"] == "INACTIVE", list(detail)[:3])
+    check("jobs detail listing", isinstance(rows, list) and any(r["id"] == jobid for r in rows), rows[:1])
+    check("search", found["recordsFiltered"] == 0 and found["recordsTotal"] >= 2, found)
+    found = cli.search("echo")
+    check("search finds", found["recordsFiltered"] >= 1, found)
+else:
+    check("jobs detail", jobid in [j["id"] for j in detail["jobs"]], list(detail)[:3])
+    check("jobs detail listing", jobid in [j["id"] for j in rows["jobs"]], list(rows)[:3])
+    check("search", found["recordsFiltered"] == found["recordsTotal"] >= 2, found)
 
 # Streaming: lines arrive while the job runs.
 if mode == "stand-in":
@@ -112,6 +124,14 @@ check("canceled", info["result"] == "CANCELED", info)
 
 # An unknown job: the client prints its message and returns None on 404.
 check("unknown job", cli.jobs(123456789) is None)
+out = cli.output(123456789)
+answer = cli.cancel(123456789)
+if strict:
+    check("unknown job output", out == {"detail": "Job 123456789 not found"}, out)
+    check("unknown job cancel", answer == {"Message": "Job cannot be cancelled: unknown job id.", "id": "123456789"}, answer)
+else:
+    check("unknown job output", out == {"Message": "The output does not exist yet, or the jobid is incorrect."}, out)
+    check("unknown job cancel", answer == {"Message": "Job cannot be cancelled: [Errno 2] unknown job id.", "id": "123456789"}, answer)
 
 
 def refused(bad):
