@@ -1,8 +1,9 @@
 //! Submissions through our server into a real Flux broker: submissions per second and
 //! p50/p99 latency of `POST /v1/jobs/submit`, and of `GET /v1/jobs/{id}`.
 //!
-//! `cargo bench -p minicluster-rest --bench load` (needs `flux` on PATH or `$FLUX_BIN`;
-//! `LOAD_SECONDS`, `LOAD_CONCURRENCY` to change the run).
+//! `cargo bench -p minicluster-rest --bench load` (needs `flux` on PATH or `$FLUX_BIN`, and
+//! exits non-zero without; `LOAD_SECONDS`, `LOAD_CONCURRENCY` to change the run). The server
+//! runs with its defaults: no submission rate limit, as flux-restful.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,13 +12,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-fn flux() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("FLUX_BIN") {
-        return Some(p.into());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("flux"))
-        .find(|p| p.is_file())
+/// `$FLUX_BIN` (which must be a file), else `flux` on PATH; without one the benchmark cannot
+/// run, and says so with a non-zero exit.
+fn flux_or_exit() -> PathBuf {
+    let found = match std::env::var_os("FLUX_BIN") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                eprintln!(
+                    "load: FLUX_BIN={} is not a file: point it at flux-core's flux, or unset it",
+                    p.display()
+                );
+                std::process::exit(2);
+            }
+            Some(p)
+        }
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("flux"))
+                .find(|p| p.is_file())
+        }),
+    };
+    found.unwrap_or_else(|| {
+        eprintln!(
+            "load: this benchmark needs a real flux: set FLUX_BIN or put flux-core's flux on PATH"
+        );
+        std::process::exit(2);
+    })
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -35,10 +56,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let Some(flux) = flux() else {
-        println!("SKIP: no flux on PATH or in $FLUX_BIN; the load benchmark needs a real broker");
-        return;
-    };
+    let flux = flux_or_exit();
     let secs: u64 = std::env::var("LOAD_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -53,16 +71,7 @@ fn main() {
             "--test-size=1",
             env!("CARGO_BIN_EXE_minicluster-rest"),
         ])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--submit-rate",
-            "0",
-            "--grace-seconds",
-            "2",
-        ])
+        .args(["--host", "127.0.0.1", "--port", "0", "--grace-seconds", "2"])
         .env("MINICLUSTER_REST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
