@@ -1,0 +1,96 @@
+//! `commands.script`: the dry run shows the file every broker writes and how rank 0 runs it,
+//! and a MiniCluster with the `flux` stand-in runs it with bash, per task in submit mode and
+//! once as the initial program in launcher mode.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// A container whose work is `script` (a YAML block scalar, escaped as flux-operator users
+/// escape it), with `more` container fields.
+fn scripted(size: u32, script: &str, more: &str) -> String {
+    let body: String = script.lines().map(|l| format!("          {l}\n")).collect();
+    spec_yaml(
+        size,
+        "",
+        &format!("{more}      commands:\n        script: |\n{body}"),
+    )
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn the_dry_run_shows_the_script_file_and_how_it_runs() {
+    let c = Cluster::new(
+        &scripted(2, "#!/bin/bash\necho \"task \\${FLUX_TASK_RANK}\"", ""),
+        &PathBuf::from(STANDIN),
+    );
+    let file = c.path("rank-0/mnt/flux/config/custom-entrypoint.sh");
+    let out = c.command(0).arg("--dry-run").output().unwrap();
+    let plan = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        plan.contains(&format!(
+            "--- {} (mode 0755)\n#!/bin/bash\necho \"task ${{FLUX_TASK_RANK}}\"\n",
+            file.display()
+        )),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("--watch /bin/bash {}", file.display())),
+        "{plan}"
+    );
+    let worker = c.command(1).arg("--dry-run").output().unwrap();
+    assert!(
+        text(&worker.stdout).contains("custom-entrypoint.sh (mode 0755)"),
+        "every broker writes it: {}",
+        text(&worker.stdout)
+    );
+    assert!(!c.path("rank-0").exists(), "a dry run writes nothing");
+}
+
+#[test]
+fn standin_submit_mode_runs_the_script_with_bash_on_every_task() {
+    // `[[ ]]` is bash's: the script must not run under sh. Task 1's exit code is the
+    // MiniCluster's.
+    let script = "#!/bin/bash\necho \"task \\${FLUX_TASK_RANK}\"\nif [[ \"\\${FLUX_TASK_RANK}\" == \"1\" ]]; then\n  exit 3\nfi";
+    let c = Cluster::new(&scripted(2, script, ""), &PathBuf::from(STANDIN));
+    let mut workers = c.start_workers();
+    let out = c.run_rank0(LIMIT);
+    assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["task 0", "task 1"], "{stdout}");
+    let file = c.path("rank-1/mnt/flux/config/custom-entrypoint.sh");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755, "{}", file.display());
+}
+
+#[test]
+fn standin_launcher_mode_runs_the_script_once_and_its_flux_run_gets_the_cluster() {
+    let script = "echo \"initial program\"\nflux run -N2 sh -c 'echo \"task \\$FLUX_TASK_RANK\"'";
+    let c = Cluster::new(
+        &scripted(2, script, "      launcher: true\n"),
+        &PathBuf::from(STANDIN),
+    );
+    let mut workers = c.start_workers();
+    let out = c.run_rank0(LIMIT);
+    assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "initial program\ntask 0\ntask 1\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
