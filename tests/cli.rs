@@ -1,9 +1,15 @@
 //! The `minicluster` command as a user runs it: output, files, exit codes, and one clear error
 //! line (never a panic) for bad input.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::bin;
+use common::process::{files_under, processes_mentioning, run_bounded};
 
 fn minicluster(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_minicluster"))
@@ -172,4 +178,104 @@ fn crd_prints_the_custom_resource_definition() {
     let v: serde_json::Value = serde_norway::from_slice(&o.stdout).unwrap();
     assert_eq!(v["kind"], "CustomResourceDefinition");
     assert_eq!(v["metadata"]["name"], "miniclusters.flux-framework.org");
+}
+
+/// `minicluster run …` with the process launcher and the `flux` stand-in, its state in `state`.
+fn run_with_standin(state: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_minicluster"));
+    cmd.arg("run")
+        .args(args)
+        .env("MINICLUSTER_STATE_DIR", state)
+        .env("FLUX_BIN", bin("flux-standin"))
+        .env("MINICLUSTER_ENTRYPOINT", bin("entrypoint"));
+    run_bounded(&mut cmd, Duration::from_secs(120))
+}
+
+fn assert_nothing_left(state: &Path) {
+    let dir = state.display().to_string();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(&dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "left running: {:?}",
+            processes_mentioning(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        files_under(state),
+        Vec::<String>::new(),
+        "files left behind"
+    );
+}
+
+const NESTED: &str = "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: nested}\nspec:\n  size: 2\n  containers:\n    - image: local\n      command: flux run -N2 hostname\n";
+
+#[test]
+fn a_flux_job_command_in_submit_mode_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("nested.yaml");
+    std::fs::write(&spec, NESTED).unwrap();
+    let want = "spec.containers[0].command: `flux run -N2 hostname` in the command would start a Flux job inside the job submit mode runs the command as (`flux submit -N 2 … --watch`)";
+    let fix = "(fix: set launcher: true on this container";
+    let o = minicluster(&["render", spec.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(want) && stderr(&o).contains(fix),
+        "{}",
+        stderr(&o)
+    );
+
+    // The same spec given to `run`: refused before anything starts, never a silent hang.
+    let state = tempfile::tempdir().unwrap();
+    let o = run_with_standin(state.path(), &["-f", spec.to_str().unwrap()]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(want) && stderr(&o).contains(fix),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_nothing_left(state.path());
+}
+
+#[test]
+fn run_from_flags_makes_a_flux_job_command_the_initial_program() {
+    let state = tempfile::tempdir().unwrap();
+    let o = run_with_standin(
+        state.path(),
+        &["--size", "2", "--", "flux", "run", "-N2", "hostname"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{0}\n{0}\n", host.trim()),
+        "one line per task of flux run -N2: {}",
+        stderr(&o)
+    );
+    assert_nothing_left(state.path());
+}
+
+#[test]
+fn render_shows_the_script_and_the_shared_memory_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("script.yaml");
+    std::fs::write(
+        &spec,
+        "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {name: s}\nspec:\n  size: 2\n  containers:\n    - image: local\n      volumes:\n        shm: {emptyDir: true}\n      commands:\n        script: |\n          echo \"task \\${FLUX_TASK_RANK}\"\n",
+    )
+    .unwrap();
+    let o = minicluster(&["render", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains(r#""script": "echo \"task ${FLUX_TASK_RANK}\"\n""#),
+        "{out}"
+    );
+    assert!(
+        out.contains("- mountPath: /dev/shm\n          name: shm"),
+        "{out}"
+    );
+    assert!(out.contains("emptyDir: {}"), "{out}");
 }
