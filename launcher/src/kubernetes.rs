@@ -95,18 +95,16 @@ impl KubernetesLauncher {
     /// Rank 0's pod, once it exists.
     async fn rank0(&self, name: &str, timeout: Duration) -> Result<Pod> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let selector = format!(
-            "{},{}=0",
-            labels::selector_string(name),
-            labels::COMPLETION_INDEX
-        );
+        // Rank 0 is told by its completion index, not a label selector: servers before 1.28
+        // set the index only as an annotation.
+        let selector = labels::selector_string(name);
         let started = tokio::time::Instant::now();
         loop {
             let list = pods
                 .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(kube_err("listing pods"))?;
-            if let Some(p) = list.items.into_iter().find(|p| {
+            if let Some(p) = list.items.into_iter().filter(labels::is_rank0).find(|p| {
                 matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Running") | Some("Succeeded") | Some("Failed")
@@ -132,7 +130,7 @@ impl KubernetesLauncher {
         let pod = self.rank0(name, timeout).await?;
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let container = flux_container(&pod);
+        let container = labels::flux_container(&pod);
         let mut lines = pods
             .log_stream(
                 &pod_name,
@@ -189,20 +187,6 @@ impl KubernetesLauncher {
     }
 }
 
-/// The container that runs Flux: the one the operator marks as the pod's default container.
-fn flux_container(p: &Pod) -> Option<String> {
-    let marked = p
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(labels::DEFAULT_CONTAINER));
-    match marked {
-        Some(name) => Some(name.clone()),
-        // Not marked (made by another operator): the first container.
-        None => p.spec.as_ref()?.containers.first().map(|c| c.name.clone()),
-    }
-}
-
 fn exit_code(p: &Pod, container: Option<&str>) -> Option<i32> {
     let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
     statuses
@@ -242,13 +226,7 @@ impl crate::Launcher for KubernetesLauncher {
             .items
             .iter()
             .map(|p| crate::RankState {
-                rank: p
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(labels::COMPLETION_INDEX))
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0),
+                rank: labels::pod_index(p).unwrap_or(0),
                 pid: 0,
                 running: p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
             })

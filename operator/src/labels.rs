@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Pod;
+
 /// The field manager of every write (server-side apply).
 pub const MANAGER: &str = "minicluster-operator";
 
@@ -9,7 +11,8 @@ pub const NAME: &str = "app.kubernetes.io/name";
 pub const INSTANCE: &str = "app.kubernetes.io/instance";
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Set by Kubernetes on the pods of an Indexed Job.
+/// Set by Kubernetes on the pods of an Indexed Job: as an annotation by every version, as a
+/// label too from 1.28.
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// The container `kubectl logs/exec` (and our launcher) pick in a broker pod: Flux's.
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
@@ -52,4 +55,60 @@ pub fn config_map(name: &str) -> String {
 }
 pub fn services(name: &str) -> String {
     format!("{name}-services")
+}
+
+/// A broker pod's index in its Indexed Job (its rank): the completion-index annotation, which
+/// every Kubernetes version with Indexed Jobs sets, else the label (1.28+) of the same name.
+pub fn pod_index(pod: &Pod) -> Option<u32> {
+    let m = &pod.metadata;
+    m.annotations
+        .as_ref()
+        .and_then(|a| a.get(COMPLETION_INDEX))
+        .or_else(|| m.labels.as_ref().and_then(|l| l.get(COMPLETION_INDEX)))
+        .and_then(|i| i.parse().ok())
+}
+
+/// Whether `pod` is rank 0's.
+pub fn is_rank0(pod: &Pod) -> bool {
+    pod_index(pod) == Some(0)
+}
+
+/// The container that runs Flux in a broker pod: the one the operator marks as the pod's
+/// default container, else (a pod made by another operator) the first.
+pub fn flux_container(pod: &Pod) -> Option<String> {
+    match pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER))
+    {
+        Some(name) => Some(name.clone()),
+        None => pod
+            .spec
+            .as_ref()?
+            .containers
+            .first()
+            .map(|c| c.name.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(meta: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": meta})).unwrap()
+    }
+
+    #[test]
+    fn the_index_is_read_from_the_annotation_or_the_label() {
+        // Kubernetes before 1.28: the annotation only.
+        let old = pod(serde_json::json!({"annotations": {COMPLETION_INDEX: "0"}}));
+        assert_eq!(pod_index(&old), Some(0));
+        assert!(is_rank0(&old));
+        let new = pod(serde_json::json!({"labels": {COMPLETION_INDEX: "3"}}));
+        assert_eq!(pod_index(&new), Some(3));
+        assert!(!is_rank0(&new));
+        assert_eq!(pod_index(&pod(serde_json::json!({}))), None);
+    }
 }

@@ -51,11 +51,7 @@ impl Observed {
     /// Rank 0's pod has finished (Succeeded or Failed).
     pub fn rank0_finished(&self) -> bool {
         self.pods.iter().any(|p| {
-            p.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::COMPLETION_INDEX))
-                .is_some_and(|i| i == "0")
+            labels::is_rank0(p)
                 && matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Succeeded") | Some("Failed")

@@ -177,7 +177,7 @@ fn pod_list(phases: &[&str]) -> Value {
         .enumerate()
         .map(|(i, phase)| {
             json!({"metadata": {"name": format!("mc-{i}-x"), "namespace": NS,
-                "labels": {"batch.kubernetes.io/job-completion-index": i.to_string()}},
+                "annotations": {"batch.kubernetes.io/job-completion-index": i.to_string()}},
                 "status": {"phase": phase}})
         })
         .collect();

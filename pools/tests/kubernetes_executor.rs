@@ -307,9 +307,10 @@ fn mc_now(status: Value) -> Reply {
 fn pod(index: &str, status: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("gpu-j1-{index}-abcde"), "namespace": NS,
-            "labels": {"batch.kubernetes.io/job-completion-index": index,
-                "app.kubernetes.io/instance": "gpu-j1", "app.kubernetes.io/component": "broker"},
-            "annotations": {"kubectl.kubernetes.io/default-container": "gpu-j1"}},
+            // As Kubernetes 1.26 makes them: the index as an annotation only.
+            "labels": {"app.kubernetes.io/instance": "gpu-j1", "app.kubernetes.io/component": "broker"},
+            "annotations": {"kubectl.kubernetes.io/default-container": "gpu-j1",
+                "batch.kubernetes.io/job-completion-index": index}},
         // A sidecar first: the Flux container is found by the operator's mark, not by place.
         "spec": {"containers": [{"name": "sidecar"}, {"name": "gpu-j1"}]},
         "status": status})
@@ -409,7 +410,8 @@ async fn a_new_job_is_applied_followed_to_rank0s_end_and_deleted() {
     assert!(
         seen[10]
             .uri
-            .contains("batch.kubernetes.io%2Fjob-completion-index%3D0"),
+            .contains("app.kubernetes.io%2Finstance%3Dgpu-j1")
+            && !seen[10].uri.contains("job-completion-index"),
         "{}",
         seen[10].uri
     );

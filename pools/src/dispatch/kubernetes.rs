@@ -31,7 +31,7 @@ use minicluster_core::MiniCluster;
 use minicluster_core::spec::{ContainerResources, ContainerVolume, NetworkSpec, Toleration};
 use minicluster_launcher::kubernetes::KubernetesLauncher;
 use minicluster_operator::build::BuildOptions;
-use minicluster_operator::labels;
+use minicluster_operator::labels::{self, flux_container, is_rank0};
 use serde::de::DeserializeOwned;
 
 use super::{Control, Executor, minicluster};
@@ -353,28 +353,6 @@ fn pod_name(p: &Pod) -> &str {
     p.metadata.name.as_deref().unwrap_or("?")
 }
 
-fn is_rank0(p: &Pod) -> bool {
-    p.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(labels::COMPLETION_INDEX))
-        .is_some_and(|i| i == "0")
-}
-
-/// The container that runs Flux: the one the operator marks as the pod's default, else the
-/// first.
-fn flux_container(p: &Pod) -> Option<String> {
-    match p
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(labels::DEFAULT_CONTAINER))
-    {
-        Some(name) => Some(name.clone()),
-        None => p.spec.as_ref()?.containers.first().map(|c| c.name.clone()),
-    }
-}
-
 /// Every container status of a pod, init containers first.
 fn statuses(p: &Pod) -> impl Iterator<Item = &ContainerStatus> {
     p.status.iter().flat_map(|s| {
@@ -674,11 +652,8 @@ impl Launch<'_> {
 
     /// Rank 0's log from its start, at most `limit` bytes; `None` without a rank 0 pod.
     async fn rank0_log(&self, limit: i64) -> Result<Option<Vec<u8>>, String> {
-        let selector = format!(
-            "{},{}=0",
-            labels::selector_string(self.name),
-            labels::COMPLETION_INDEX
-        );
+        // Rank 0 by its completion index (an annotation before Kubernetes 1.28), not a label.
+        let selector = labels::selector_string(self.name);
         let list = timed(self.pods().list(&ListParams::default().labels(&selector))).await?;
         let Some(pod) = rank0(&list.items) else {
             return Ok(None);
