@@ -1,10 +1,11 @@
 //! `commands.script`: the dry run shows the file every broker writes and how rank 0 runs it,
-//! and a MiniCluster with the `flux` stand-in runs it with bash, per task in submit mode and
-//! once as the initial program in launcher mode.
+//! and a MiniCluster runs it with bash, per task in submit mode and once as the initial
+//! program in launcher mode: with the `flux` stand-in always, with a real `flux` in the
+//! `real_flux_` tests (ignored unless asked for; `tests/run` runs them when flux is found).
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -56,12 +57,11 @@ fn the_dry_run_shows_the_script_file_and_how_it_runs() {
     assert!(!c.path("rank-0").exists(), "a dry run writes nothing");
 }
 
-#[test]
-fn standin_submit_mode_runs_the_script_with_bash_on_every_task() {
-    // `[[ ]]` is bash's: the script must not run under sh. Task 1's exit code is the
-    // MiniCluster's.
+/// Submit mode: every task runs the script with bash (`[[ ]]` is bash's), and task 1's exit
+/// code is the MiniCluster's.
+fn submit_mode_runs_the_script_with_bash_on_every_task(flux: &Path) {
     let script = "#!/bin/bash\necho \"task \\${FLUX_TASK_RANK}\"\nif [[ \"\\${FLUX_TASK_RANK}\" == \"1\" ]]; then\n  exit 3\nfi";
-    let c = Cluster::new(&scripted(2, script, ""), &PathBuf::from(STANDIN));
+    let c = Cluster::new(&scripted(2, script, ""), flux);
     let mut workers = c.start_workers();
     let out = c.run_rank0(LIMIT);
     assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
@@ -76,21 +76,43 @@ fn standin_submit_mode_runs_the_script_with_bash_on_every_task() {
     assert_eq!(mode & 0o777, 0o755, "{}", file.display());
 }
 
-#[test]
-fn standin_launcher_mode_runs_the_script_once_and_its_flux_run_gets_the_cluster() {
+/// Launcher mode: the script runs once, on rank 0, and its `flux run` gets both brokers.
+fn launcher_mode_runs_the_script_once(flux: &Path) {
     let script = "echo \"initial program\"\nflux run -N2 sh -c 'echo \"task \\$FLUX_TASK_RANK\"'";
-    let c = Cluster::new(
-        &scripted(2, script, "      launcher: true\n"),
-        &PathBuf::from(STANDIN),
-    );
+    let c = Cluster::new(&scripted(2, script, "      launcher: true\n"), flux);
     let mut workers = c.start_workers();
     let out = c.run_rank0(LIMIT);
     assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let mut tasks: Vec<&str> = stdout.lines().skip(1).collect();
+    tasks.sort();
     assert_eq!(
-        text(&out.stdout),
-        "initial program\ntask 0\ntask 1\n",
+        (stdout.lines().next(), tasks),
+        (Some("initial program"), vec!["task 0", "task 1"]),
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn standin_submit_mode_runs_the_script_with_bash_on_every_task() {
+    submit_mode_runs_the_script_with_bash_on_every_task(&PathBuf::from(STANDIN));
+}
+
+#[test]
+fn standin_launcher_mode_runs_the_script_once_and_its_flux_run_gets_the_cluster() {
+    launcher_mode_runs_the_script_once(&PathBuf::from(STANDIN));
+}
+
+#[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
+fn real_flux_submit_mode_runs_the_script_with_bash_on_every_task() {
+    submit_mode_runs_the_script_with_bash_on_every_task(&minicluster_testkit::require::flux());
+}
+
+#[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
+fn real_flux_launcher_mode_runs_the_script_once_and_its_flux_run_gets_the_cluster() {
+    launcher_mode_runs_the_script_once(&minicluster_testkit::require::flux());
 }
