@@ -180,13 +180,13 @@ fn crd_prints_the_custom_resource_definition() {
     assert_eq!(v["metadata"]["name"], "miniclusters.flux-framework.org");
 }
 
-/// `minicluster run …` with the process launcher and the `flux` stand-in, its state in `state`.
-fn run_with_standin(state: &Path, args: &[&str]) -> Output {
+/// `minicluster run …` with the process launcher and `flux`, its state in `state`.
+fn run_with(flux: &Path, state: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_minicluster"));
     cmd.arg("run")
         .args(args)
         .env("MINICLUSTER_STATE_DIR", state)
-        .env("FLUX_BIN", bin("flux-standin"))
+        .env("FLUX_BIN", flux)
         .env("MINICLUSTER_ENTRYPOINT", bin("entrypoint"));
     run_bounded(&mut cmd, Duration::from_secs(120))
 }
@@ -228,7 +228,11 @@ fn a_flux_job_command_in_submit_mode_is_refused_with_the_fix() {
 
     // The same spec given to `run`: refused before anything starts, never a silent hang.
     let state = tempfile::tempdir().unwrap();
-    let o = run_with_standin(state.path(), &["-f", spec.to_str().unwrap()]);
+    let o = run_with(
+        &bin("flux-standin"),
+        state.path(),
+        &["-f", spec.to_str().unwrap()],
+    );
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(want) && stderr(&o).contains(fix),
@@ -239,10 +243,11 @@ fn a_flux_job_command_in_submit_mode_is_refused_with_the_fix() {
     assert_nothing_left(state.path());
 }
 
-#[test]
-fn run_from_flags_makes_a_flux_job_command_the_initial_program() {
+/// `run --size 2 -- flux run -N2 hostname`: rank 0 runs `flux run` itself, one line per task.
+fn flux_job_command_from_flags_runs(flux: &Path) {
     let state = tempfile::tempdir().unwrap();
-    let o = run_with_standin(
+    let o = run_with(
+        flux,
         state.path(),
         &["--size", "2", "--", "flux", "run", "-N2", "hostname"],
     );
@@ -255,6 +260,17 @@ fn run_from_flags_makes_a_flux_job_command_the_initial_program() {
         stderr(&o)
     );
     assert_nothing_left(state.path());
+}
+
+#[test]
+fn run_from_flags_makes_a_flux_job_command_the_initial_program() {
+    flux_job_command_from_flags_runs(&bin("flux-standin"));
+}
+
+#[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
+fn real_flux_run_from_flags_makes_a_flux_job_command_the_initial_program() {
+    flux_job_command_from_flags_runs(&minicluster_testkit::require::flux());
 }
 
 #[test]

@@ -70,6 +70,17 @@ fn minicluster(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `minicluster render FILE --with-cert --out DIR`: every object, the Secret included.
+fn render_into(file: &Path, out_dir: &Path) -> std::process::Output {
+    minicluster(&[
+        "render",
+        file.to_str().unwrap(),
+        "--with-cert",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ])
+}
+
 /// Runs the validator; its report and whether everything passed.
 fn validate(crd: &Path, files: &[PathBuf]) -> (bool, String) {
     let out = Command::new(python())
@@ -110,13 +121,7 @@ fn rendered_objects_and_our_crd_validate_strictly() {
         }
         rendered += 1;
         let out_dir = dir.path().join(i.to_string());
-        let out = minicluster(&[
-            "render",
-            example.to_str().unwrap(),
-            "--with-cert",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]);
+        let out = render_into(example, &out_dir);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -237,13 +242,7 @@ fn upstream_examples_render_and_their_objects_validate_strictly() {
         }
         miniclusters += here;
         let out_dir = tmp.path().join(i.to_string());
-        let out = minicluster(&[
-            "render",
-            file.to_str().unwrap(),
-            "--with-cert",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]);
+        let out = render_into(file, &out_dir);
         let err = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             let why = err.lines().next().unwrap_or_default().to_string();
