@@ -57,14 +57,21 @@ fn the_dry_run_shows_the_script_file_and_how_it_runs() {
     assert!(!c.path("rank-0").exists(), "a dry run writes nothing");
 }
 
+/// Runs a 2-broker MiniCluster to its end: its directory and rank 0's output; the worker must
+/// leave cleanly.
+fn run_two_brokers(yaml: &str, flux: &Path) -> (Cluster, std::process::Output) {
+    let c = Cluster::new(yaml, flux);
+    let mut workers = c.start_workers();
+    let out = c.run_rank0(LIMIT);
+    assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
+    (c, out)
+}
+
 /// Submit mode: every task runs the script with bash (`[[ ]]` is bash's), and task 1's exit
 /// code is the MiniCluster's.
 fn submit_mode_runs_the_script_with_bash_on_every_task(flux: &Path) {
     let script = "#!/bin/bash\necho \"task \\${FLUX_TASK_RANK}\"\nif [[ \"\\${FLUX_TASK_RANK}\" == \"1\" ]]; then\n  exit 3\nfi";
-    let c = Cluster::new(&scripted(2, script, ""), flux);
-    let mut workers = c.start_workers();
-    let out = c.run_rank0(LIMIT);
-    assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
+    let (c, out) = run_two_brokers(&scripted(2, script, ""), flux);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let mut lines: Vec<&str> = stdout.lines().collect();
@@ -79,10 +86,7 @@ fn submit_mode_runs_the_script_with_bash_on_every_task(flux: &Path) {
 /// Launcher mode: the script runs once, on rank 0, and its `flux run` gets both brokers.
 fn launcher_mode_runs_the_script_once(flux: &Path) {
     let script = "echo \"initial program\"\nflux run -N2 sh -c 'echo \"task \\$FLUX_TASK_RANK\"'";
-    let c = Cluster::new(&scripted(2, script, "      launcher: true\n"), flux);
-    let mut workers = c.start_workers();
-    let out = c.run_rank0(LIMIT);
-    assert_eq!(wait_all(&mut workers, LIMIT), vec![0], "{}", c.log(1));
+    let (_c, out) = run_two_brokers(&scripted(2, script, "      launcher: true\n"), flux);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let mut tasks: Vec<&str> = stdout.lines().skip(1).collect();
