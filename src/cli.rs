@@ -147,12 +147,35 @@ pub struct OperatorArgs {
     /// Watch only this namespace (default: all).
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Image the broker pods' init container takes the entrypoint from.
-    #[arg(long, value_name = "IMAGE", env = "MINICLUSTER_RUNNER_IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
-    pub runner_image: String,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
     /// Cluster DNS domain used in broker addresses.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
+}
+
+/// Where Kubernetes broker pods take our entrypoint from: an init container of the runner
+/// image (`Dockerfile.runner`) copies it into the pod.
+#[derive(Args, Debug, Clone)]
+pub struct RunnerArgs {
+    /// The runner image (Kubernetes): the broker pods' init container takes the entrypoint
+    /// from it.
+    #[arg(long, value_name = "IMAGE", env = "MINICLUSTER_RUNNER_IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
+    pub runner_image: String,
+    /// Pull policy of that init container (Kubernetes).
+    #[arg(long, value_name = "POLICY", default_value = minicluster_operator::build::DEFAULT_RUNNER_PULL_POLICY,
+        value_parser = ["IfNotPresent", "Always", "Never"])]
+    pub runner_pull_policy: String,
+}
+
+impl RunnerArgs {
+    pub fn build_options(&self, cluster_domain: &str) -> minicluster_operator::build::BuildOptions {
+        minicluster_operator::build::BuildOptions {
+            runner_image: self.runner_image.clone(),
+            runner_pull_policy: self.runner_pull_policy.clone(),
+            cluster_domain: cluster_domain.to_string(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -184,9 +207,8 @@ pub struct RenderArgs {
     /// Cluster DNS domain used in broker addresses.
     #[arg(long, default_value = "cluster.local", value_name = "DOMAIN")]
     pub cluster_domain: String,
-    /// Image the operator takes the entrypoint from (an init container of every broker pod).
-    #[arg(long, value_name = "IMAGE", env = "MINICLUSTER_RUNNER_IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
-    pub runner_image: String,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
     /// Brokers share this machine (local processes): broker i listens on 127.0.0.1:PORT+i.
     #[arg(long, value_name = "PORT")]
     pub loopback_port: Option<u16>,
@@ -238,6 +260,8 @@ pub struct LaunchArgs {
     /// Apply the Secret, ConfigMap, Service and Job directly, with no operator (kubernetes).
     #[arg(long)]
     pub no_operator: bool,
+    #[command(flatten)]
+    pub runner: RunnerArgs,
     /// No progress messages.
     #[arg(short, long)]
     pub quiet: bool,
@@ -297,6 +321,9 @@ pub struct ServeArgs {
     /// The entrypoint binary (default: beside minicluster, else on PATH).
     #[arg(long, env = "MINICLUSTER_ENTRYPOINT", value_name = "PATH")]
     pub entrypoint: Option<PathBuf>,
+    /// For kubernetes pools with noOperator=true (with the operator, it decides).
+    #[command(flatten)]
+    pub runner: RunnerArgs,
 }
 
 /// The fields of a pool that `create` and `update` take.

@@ -16,6 +16,10 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const COMPLETION_INDEX: &str = "batch.kubernetes.io/job-completion-index";
 /// The container `kubectl logs/exec` (and our launcher) pick in a broker pod: Flux's.
 pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
+/// On every broker pod: the headless Service whose DNS names it gets. MiniClusters of one
+/// namespace may share a Service name; the Service selects this label, so each of them keeps
+/// its pods' records.
+pub const HEADLESS: &str = "flux-framework.org/headless-service";
 /// Hash of the Job's pod template; a change means the Job must be replaced.
 pub const TEMPLATE_HASH: &str = "flux-framework.org/template-hash";
 

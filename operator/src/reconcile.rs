@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -118,13 +118,20 @@ async fn reconcile_inner(mc: &MiniCluster, ctx: &Context) -> Result<Action> {
         )
         .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    services
+    let headless = services
         .patch(
             &children.description.network.service,
             &apply,
             &Patch::Apply(&children.headless),
         )
         .await?;
+    add_owner(
+        &services,
+        &headless,
+        children.headless_owner.as_ref(),
+        MANAGER,
+    )
+    .await?;
     if let Some((deployment, service)) = &children.services {
         Api::<Deployment>::namespaced(client.clone(), &ns)
             .patch(&labels::services(&name), &apply, &Patch::Apply(deployment))
@@ -253,6 +260,41 @@ async fn reconcile_inner(mc: &MiniCluster, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Adds `owner` to a shared object's owners, keeping the others (a strategic merge by uid),
+/// unless it is there already; `manager` is the writer's field manager.
+pub async fn add_owner<K>(
+    api: &Api<K>,
+    obj: &K,
+    owner: Option<&OwnerReference>,
+    manager: &str,
+) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(owner) = owner else { return Ok(()) };
+    let meta = obj.meta();
+    if meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == owner.uid)
+    {
+        return Ok(());
+    }
+    let name = meta.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
+    api.patch(
+        &name,
+        &PatchParams {
+            field_manager: Some(manager.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Strategic(patch),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Requeue after a failure; the error is counted by the metrics.

@@ -65,7 +65,19 @@ async fn verify(mut handle: Handle, calls: Vec<Call>) -> Vec<Seen> {
                 uri.contains(MANAGER_QUERY),
                 "call {i} has no field manager: {uri}"
             );
-            assert!(uri.contains("force=true"), "call {i}: {uri}");
+            // Server-side apply, forced; only a shared object's owners are merged instead.
+            let kind = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if kind.contains("strategic-merge") {
+                assert!(!uri.contains("force"), "call {i}: {uri}");
+            } else {
+                assert!(kind.contains("apply-patch"), "call {i}: {kind}");
+                assert!(uri.contains("force=true"), "call {i}: {uri}");
+            }
         }
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() {
@@ -140,7 +152,8 @@ fn status() -> String {
     format!("/apis/flux-framework.org/v1alpha2/namespaces/{NS}/miniclusters/mc/status")
 }
 /// The calls every valid reconcile starts with: read the Secret (answered with `secret`),
-/// then apply the Secret, ConfigMap and headless Service; followed by `rest`.
+/// then apply the Secret, ConfigMap and headless Service and own the Service; followed by
+/// `rest`.
 fn children_calls(secret: Reply, rest: Vec<Call>) -> Vec<Call> {
     let mut calls = vec![
         call(Method::GET, &core("secrets", "mc-curve-cert"), secret),
@@ -154,6 +167,12 @@ fn children_calls(secret: Reply, rest: Vec<Call>) -> Vec<Call> {
             &core("configmaps", "mc-description"),
             Reply::Echo,
         ),
+        call(
+            Method::PATCH,
+            &core("services", "flux-service"),
+            Reply::Echo,
+        ),
+        // The Service may be shared: this MiniCluster joins its owners by a merge patch.
         call(
             Method::PATCH,
             &core("services", "flux-service"),
@@ -231,7 +250,7 @@ async fn a_new_minicluster_gets_its_children_and_status() {
     let svc = &seen[3].body["spec"];
     assert_eq!(svc["clusterIP"], "None");
     assert_eq!(svc["publishNotReadyAddresses"], true);
-    let job = &seen[5].body;
+    let job = &seen[6].body;
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["parallelism"], 4);
     assert_eq!(job["spec"]["completions"], 4);
@@ -247,9 +266,31 @@ async fn a_new_minicluster_gets_its_children_and_status() {
         "/mnt/flux/bin/entrypoint"
     );
     assert_eq!(pod["initContainers"][0]["command"][1], "install");
-    assert_eq!(seen[6].body["reason"], "Created");
-    assert!(seen[7].uri.contains("labelSelector="), "{}", seen[7].uri);
-    let st = &seen[8].body;
+    assert_eq!(pod["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
+    // The headless Service may be shared: it selects every pod naming it, belongs to no
+    // MiniCluster alone, and this one joins its owners by a merge.
+    assert_eq!(
+        seen[3].body["spec"]["selector"],
+        serde_json::json!({"flux-framework.org/headless-service": "flux-service"})
+    );
+    assert!(seen[3].body["metadata"].get("ownerReferences").is_none());
+    assert!(
+        seen[3].body["metadata"]["labels"]
+            .get("app.kubernetes.io/instance")
+            .is_none()
+    );
+    let owner = &seen[4].body["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "MiniCluster");
+    assert_eq!(owner["uid"], "0b5c1a4e-1111-2222-3333-444455556666");
+    assert!(owner.get("controller").is_none(), "{owner}");
+    let pod_labels = &job["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        pod_labels["flux-framework.org/headless-service"],
+        "flux-service"
+    );
+    assert_eq!(seen[7].body["reason"], "Created");
+    assert!(seen[8].uri.contains("labelSelector="), "{}", seen[8].uri);
+    let st = &seen[9].body;
     assert_eq!(st["status"]["size"], 4);
     assert_eq!(st["status"]["ready"], "0/4");
     assert_eq!(condition(st, "Validated")["status"], "True");
@@ -288,8 +329,8 @@ async fn an_unchanged_minicluster_writes_nothing_new() {
         serde_json::from_value(seen[1].body["data"]["curve.cert"].clone()).unwrap();
     let kept = String::from_utf8(kept.0).unwrap();
     assert_eq!(kept, cert);
-    assert_eq!(seen[5].body, job);
-    let st = &seen[7].body;
+    assert_eq!(seen[6].body, job);
+    let st = &seen[8].body;
     assert_eq!(condition(st, "BrokersReady")["status"], "True");
     assert_eq!(st["status"]["phase"], "Running");
 }
@@ -348,10 +389,10 @@ async fn resize_within_max_size_patches_the_job() {
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[5].body["spec"]["parallelism"], 6);
-    assert_eq!(seen[5].body["spec"]["completions"], 6);
-    assert_eq!(seen[6].body["reason"], "Resized");
-    assert_eq!(seen[6].body["note"], "from 4 to 6 brokers");
+    assert_eq!(seen[6].body["spec"]["parallelism"], 6);
+    assert_eq!(seen[6].body["spec"]["completions"], 6);
+    assert_eq!(seen[7].body["reason"], "Resized");
+    assert_eq!(seen[7].body["note"], "from 4 to 6 brokers");
     // The description follows the size; the hostlist does not (it covers maxSize).
     let d: Value =
         serde_json::from_str(seen[2].body["data"]["description.json"].as_str().unwrap()).unwrap();
@@ -359,7 +400,7 @@ async fn resize_within_max_size_patches_the_job() {
         (d["size"].as_u64(), d["hostlist"].as_str()),
         (Some(6), Some("mc-[0-7]"))
     );
-    assert_eq!(seen[8].body["status"]["ready"], "4/6");
+    assert_eq!(seen[9].body["status"]["ready"], "4/6");
 }
 
 #[tokio::test]
@@ -424,7 +465,7 @@ async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[8].body["reason"], "Cleanup");
+    assert_eq!(seen[9].body["reason"], "Cleanup");
 }
 
 #[tokio::test]
@@ -450,6 +491,6 @@ async fn a_changed_pod_template_replaces_the_job() {
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[5].body["propagationPolicy"], "Foreground");
-    assert_eq!(seen[6].body["reason"], "Replacing");
+    assert_eq!(seen[6].body["propagationPolicy"], "Foreground");
+    assert_eq!(seen[7].body["reason"], "Replacing");
 }

@@ -37,6 +37,7 @@ pub fn serve(a: &ServeArgs) -> anyhow::Result<i32> {
             entrypoint,
             flux: a.flux.clone(),
             tick: Duration::from_millis(500),
+            kubernetes_build: a.runner.build_options("cluster.local"),
         },
     ))?;
     Ok(0)

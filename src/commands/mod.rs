@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 mod control;
+mod kube;
 mod launch;
 mod render;
+mod stop;
 
 use crate::cli::{Cli, Command};
 
@@ -40,10 +42,7 @@ fn run_other(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator(args) => {
-            let build = minicluster_operator::build::BuildOptions {
-                runner_image: args.runner_image,
-                cluster_domain: args.cluster_domain,
-            };
+            let build = args.runner.build_options(&args.cluster_domain);
             tokio::runtime::Runtime::new()?.block_on(minicluster_operator::server::run(
                 args.listen,
                 build,

@@ -53,10 +53,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<()> {
         loopback_base_port: args.loopback_port,
         ..DescribeOptions::default()
     };
-    let build_opts = BuildOptions {
-        runner_image: args.runner_image.clone(),
-        cluster_domain: args.cluster_domain.clone(),
-    };
+    let build_opts = args.runner.build_options(&args.cluster_domain);
     let mut rendered = Vec::new();
     for lc in &loaded.clusters {
         rendered.push(render_one(

@@ -51,6 +51,7 @@ pub fn job(
 
     let mut pod_labels = labels::common(&name, "broker");
     pod_labels.extend(labels::broker_selector(&name));
+    pod_labels.insert(labels::HEADLESS.into(), d.network.service.clone());
     pod_labels.extend(pod.labels.clone());
 
     let mut containers = Vec::new();
@@ -65,6 +66,7 @@ pub fn job(
     let mut init = vec![Container {
         name: "minicluster-entrypoint".into(),
         image: Some(opts.runner_image.clone()),
+        image_pull_policy: Some(opts.runner_pull_policy.clone()),
         command: Some(vec![
             RUNNER_ENTRYPOINT.into(),
             "install".into(),
@@ -228,6 +230,12 @@ fn flux_container(
     );
     // The entrypoint replaces the command: it runs the user's command through Flux.
     k.command = Some(vec![format!("{mount}/{ENTRYPOINT_DIR}/entrypoint")]);
+    // `kubectl exec POD -- flux …` reaches the broker's instance.
+    k.env.get_or_insert_with(Vec::new).push(EnvVar {
+        name: "FLUX_URI".into(),
+        value: Some(format!("local://{mount}/run/local")),
+        ..EnvVar::default()
+    });
     k.args = None;
     if let Some(py) = &view.python_path {
         k.env.get_or_insert_with(Vec::new).push(EnvVar {

@@ -24,6 +24,8 @@ pub use job::{ENTRYPOINT_DIR, template_hash};
 pub struct BuildOptions {
     /// Image holding the entrypoint binary (the operator's runner image).
     pub runner_image: String,
+    /// Pull policy of the init container that takes the entrypoint from it.
+    pub runner_pull_policy: String,
     /// Cluster DNS domain.
     pub cluster_domain: String,
 }
@@ -32,10 +34,15 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             runner_image: DEFAULT_RUNNER_IMAGE.into(),
+            runner_pull_policy: DEFAULT_RUNNER_PULL_POLICY.into(),
             cluster_domain: "cluster.local".into(),
         }
     }
 }
+
+/// The runner image is pinned by its tag: a node that has it uses it (also for `:latest`,
+/// whose implicit policy would be Always and fail wherever no registry is reachable).
+pub const DEFAULT_RUNNER_PULL_POLICY: &str = "IfNotPresent";
 
 /// The runner image built from `Dockerfile.runner`.
 pub const DEFAULT_RUNNER_IMAGE: &str = "ghcr.io/minicluster/runner:latest";
@@ -46,7 +53,11 @@ pub struct Children {
     pub description: ClusterDescription,
     pub secret: Secret,
     pub config_map: ConfigMap,
+    /// Applied without owners: it may be shared (see [`services::headless`]).
     pub headless: Service,
+    /// This MiniCluster as one owner of the headless Service, added by a merge patch that
+    /// keeps the other owners.
+    pub headless_owner: Option<OwnerReference>,
     /// `spec.services`: their Deployment and Service.
     pub services: Option<(Deployment, Service)>,
     pub job: Job,
@@ -96,7 +107,17 @@ pub fn build(mc: &MiniCluster, cert: &str, opts: &BuildOptions) -> Result<Childr
     Ok(Children {
         secret: config::cert_secret(meta(labels::cert_secret(&name), "certificate"), cert),
         config_map: config::description(meta(labels::config_map(&name), "description"), &d),
-        headless: services::headless(meta(d.network.service.clone(), "network"), mc, &name),
+        headless: services::headless(
+            meta(d.network.service.clone(), "network"),
+            mc,
+            &d.network.service,
+        ),
+        headless_owner: owner.clone().map(|mut o| {
+            // One owner among several: not the controller.
+            o.controller = None;
+            o.block_owner_deletion = None;
+            o
+        }),
         services: services::service_pod(|n| meta(n, "services"), mc, &name),
         job: job::job(meta(name.clone(), "broker"), mc, &d, opts),
         description: d,

@@ -12,7 +12,18 @@ use crate::labels;
 
 /// Headless: one DNS record per broker pod (`<name>-<i>.<service>.<ns>.svc`), published before
 /// the pods are ready, so brokers find each other while they start.
-pub fn headless(meta: ObjectMeta, mc: &MiniCluster, name: &str) -> Service {
+///
+/// Several MiniClusters of a namespace may name the same Service (the default `flux-service`),
+/// so it belongs to none of them alone: it selects every pod that names it
+/// ([`labels::HEADLESS`]), carries no MiniCluster's instance label, and its owners are added
+/// one by one ([`Children::headless_owner`](super::Children)), so it goes when the last of
+/// them does.
+pub fn headless(mut meta: ObjectMeta, mc: &MiniCluster, service: &str) -> Service {
+    let mut l = meta.labels.take().unwrap_or_default();
+    l.remove(labels::INSTANCE);
+    l.insert(labels::HEADLESS.into(), service.into());
+    meta.labels = Some(l);
+    meta.owner_references = None;
     let ports: Vec<i32> = mc
         .spec
         .containers
@@ -24,7 +35,10 @@ pub fn headless(meta: ObjectMeta, mc: &MiniCluster, name: &str) -> Service {
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
-            selector: Some(labels::broker_selector(name)),
+            selector: Some(BTreeMap::from([(
+                labels::HEADLESS.to_string(),
+                service.to_string(),
+            )])),
             ports: service_ports(&ports),
             ..ServiceSpec::default()
         }),

@@ -67,12 +67,12 @@ pub struct KubernetesExecutor {
 
 impl KubernetesExecutor {
     /// An executor on the cluster `config` names (from `kube::Config::infer`).
-    pub fn new(config: kube::Config, logs: PathBuf) -> KubernetesExecutor {
+    pub fn new(config: kube::Config, logs: PathBuf, build: BuildOptions) -> KubernetesExecutor {
         let namespace = config.default_namespace.clone();
         KubernetesExecutor {
             connect: Arc::new(move || Client::try_from(config.clone()).map_err(|e| e.to_string())),
             namespace,
-            build: BuildOptions::default(),
+            build,
             logs,
             poll: Duration::from_secs(2),
             patience: Duration::from_secs(300),
@@ -80,11 +80,11 @@ impl KubernetesExecutor {
     }
 
     /// The cluster of the kubeconfig (or of the pod this runs in), if there is one.
-    pub async fn infer(logs: PathBuf) -> Result<KubernetesExecutor, String> {
+    pub async fn infer(logs: PathBuf, build: BuildOptions) -> Result<KubernetesExecutor, String> {
         let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
         // What `Client::try_default` would do: a config no client can be made of is no cluster.
         Client::try_from(config.clone()).map_err(|e| e.to_string())?;
-        Ok(KubernetesExecutor::new(config, logs))
+        Ok(KubernetesExecutor::new(config, logs, build))
     }
 
     fn namespace_of(&self, pool: &Pool) -> String {

@@ -79,6 +79,8 @@ pub struct ServeOptions {
     pub entrypoint: PathBuf,
     pub flux: Option<PathBuf>,
     pub tick: Duration,
+    /// How kubernetes pools without an operator build their objects (the runner image).
+    pub kubernetes_build: minicluster_operator::build::BuildOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,7 @@ pub async fn serve(o: ServeOptions) -> Result<(), ServeError> {
         // cluster; nothing is asked of it until a job runs.
         kubernetes: match crate::dispatch::kubernetes::KubernetesExecutor::infer(
             o.state_dir.join("logs"),
+            o.kubernetes_build.clone(),
         )
         .await
         {
