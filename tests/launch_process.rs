@@ -237,8 +237,9 @@ fn bad_requests_get_one_clear_line_and_start_nothing() {
     env.assert_nothing_left();
 }
 
-#[test]
-fn ctrl_c_stops_the_run_and_leaves_nothing() {
+/// Ctrl-C (SIGINT), SIGTERM (a CI runner cancelling a step) and SIGHUP (a closed terminal)
+/// all stop the run the same way and leave nothing.
+fn signal_stops_the_run_and_leaves_nothing(signal: &str) {
     let env = Env::new(bin("flux-standin"));
     let standin = bin("flux-standin");
     let cli = env
@@ -268,24 +269,38 @@ fn ctrl_c_stops_the_run_and_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let t = Instant::now();
-    // What Ctrl-C sends.
     let sent = Command::new("kill")
-        .args(["-INT", &cli.id().to_string()])
+        .args([&format!("-{signal}"), &cli.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
     let out = cli.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(15),
-        "took {:?}",
+        "{signal}: took {:?}",
         t.elapsed()
     );
     assert!(
         text(&out.stderr).contains("stopping: SIGTERM to rank 0"),
-        "{}",
+        "{signal}: {}",
         text(&out.stderr)
     );
     env.assert_nothing_left();
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_leaves_nothing() {
+    signal_stops_the_run_and_leaves_nothing("INT");
+}
+
+#[test]
+fn sigterm_stops_the_run_and_leaves_nothing() {
+    signal_stops_the_run_and_leaves_nothing("TERM");
+}
+
+#[test]
+fn sighup_stops_the_run_and_leaves_nothing() {
+    signal_stops_the_run_and_leaves_nothing("HUP");
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub enum Error {
     },
     /// No `flux` to run.
     #[error(
-        "no flux command found ({searched}) (fix: use an image with Flux on PATH, mount the Flux view, or pass --flux PATH)"
+        "no flux command found ({searched}) (fix: use an image with Flux on its PATH, give the directory in the container's environment PATH in the MiniCluster spec, mount the Flux view, or pass --flux PATH)"
     )]
     FluxNotFound { searched: String },
     /// A helper program that must succeed did not.

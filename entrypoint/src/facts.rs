@@ -50,7 +50,8 @@ pub fn gather(d: &ClusterDescription, args: &StartArgs, dry_run: bool) -> Result
     })
 }
 
-/// `--flux`/`$FLUX_BIN`, else the view's, else `flux` on PATH.
+/// `--flux`/`$FLUX_BIN`, else the view's, else `flux` on the spec's `PATH` (its
+/// `environment`), else on ours (in a container: the image's `Env`).
 fn find_flux(d: &ClusterDescription, given: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = given {
         return if p.is_file() {
@@ -69,14 +70,20 @@ fn find_flux(d: &ClusterDescription, given: Option<&Path>) -> Result<PathBuf> {
         }
         searched.push(p.display().to_string());
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join("flux");
-        if p.is_file() {
-            return Ok(p);
+    let spec_path = d.environment.get("PATH").map(std::ffi::OsString::from);
+    for (what, path) in [
+        ("the spec's PATH", spec_path),
+        ("PATH", std::env::var_os("PATH")),
+    ] {
+        let Some(path) = path else { continue };
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("flux");
+            if p.is_file() {
+                return Ok(p);
+            }
         }
+        searched.push(format!("{what} ({})", path.to_string_lossy()));
     }
-    searched.push("PATH".into());
     Err(Error::FluxNotFound {
         searched: format!("looked in {}", searched.join(" and ")),
     })
@@ -95,4 +102,30 @@ fn view_python(view: &str) -> Option<String> {
         .collect();
     found.sort();
     found.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::description;
+
+    #[test]
+    fn flux_is_found_on_the_spec_path_before_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let flux = dir.path().join("flux");
+        std::fs::write(&flux, "").unwrap();
+        let mut d = description(2, 2);
+        d.flux.view = None;
+        d.environment.insert(
+            "PATH".into(),
+            format!("/nonexistent:{}", dir.path().display()),
+        );
+        assert_eq!(find_flux(&d, None).unwrap(), flux);
+        d.environment.insert("PATH".into(), "/nonexistent".into());
+        let e = find_flux(&d, Some(Path::new("/nonexistent/flux"))).unwrap_err();
+        assert!(
+            e.to_string().contains("--flux/FLUX_BIN /nonexistent/flux"),
+            "{e}"
+        );
+    }
 }

@@ -271,6 +271,15 @@ impl DockerLauncher {
                         "remove a network of that name, or pick another --name",
                     )
                 })?;
+            // The spec's environment (its PATH may say where Flux is), and FLUX_URI so that
+            // `docker exec NAME-0 flux …` reaches the instance. The image's own Env (its PATH)
+            // stays: Docker adds these to it.
+            let env: Vec<String> = d
+                .environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain([format!("FLUX_URI=local://{}/local", d.paths.rundir)])
+                .collect();
             for rank in 0..d.size {
                 let host = d.hostname(rank);
                 let mut cmd = vec![
@@ -298,6 +307,7 @@ impl DockerLauncher {
                             hostname: Some(host.clone()),
                             entrypoint: Some(cmd),
                             cmd: Some(Vec::new()),
+                            env: Some(env.clone()),
                             labels: Some(l),
                             host_config: Some(HostConfig {
                                 network_mode: Some(network.clone()),

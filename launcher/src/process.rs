@@ -259,11 +259,15 @@ impl ProcessLauncher {
 
 impl Running {
     /// Waits for rank 0 and returns its exit code; then the other ranks get the grace to
-    /// leave with the instance, and what is left is killed. SIGINT/SIGTERM to us stop rank 0
+    /// leave with the instance, and what is left is killed. SIGINT/SIGTERM/SIGHUP to us stop rank 0
     /// first (it shuts the instance down). With `keep`, nothing is removed (persistent).
     pub fn wait(mut self, progress: impl Fn(&str)) -> Result<i32> {
         let signal = Arc::new(AtomicUsize::new(0));
-        for s in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        for s in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
             let _ = signal_hook::flag::register_usize(s, Arc::clone(&signal), s as usize);
         }
         let mut stop_sent: Option<Instant> = None;

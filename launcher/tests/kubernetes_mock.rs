@@ -104,6 +104,12 @@ async fn run_applies_the_minicluster_follows_rank0_and_deletes_it() {
                 "/api/v1/namespaces/hpc/pods",
                 Some(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
             ),
+            // No pods yet: has the operator refused it, or is there none?
+            call(
+                Method::GET,
+                mc_path,
+                Some(serde_json::to_value(mc()).unwrap()),
+            ),
             call(
                 Method::GET,
                 "/api/v1/namespaces/hpc/pods",
@@ -126,11 +132,20 @@ async fn run_applies_the_minicluster_follows_rank0_and_deletes_it() {
                 mc_path,
                 Some(serde_json::to_value(mc()).unwrap()),
             ),
+            // Down waits for the pods to go.
+            call(
+                Method::GET,
+                "/api/v1/namespaces/hpc/pods",
+                Some(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})),
+            ),
         ],
     ));
     l.launch(&mc()).await.unwrap();
-    let code = l.follow_rank0("mc", Duration::from_secs(5)).await.unwrap();
-    l.down("mc").await.unwrap();
+    let code = l
+        .follow_rank0("mc", Duration::from_secs(5), &|_| {})
+        .await
+        .unwrap();
+    l.down("mc", Duration::from_secs(5)).await.unwrap();
     let seen = verifier.await.unwrap();
     assert_eq!(code, 3);
     assert!(
@@ -149,18 +164,31 @@ async fn run_applies_the_minicluster_follows_rank0_and_deletes_it() {
         seen[1].0
     );
     assert!(
-        seen[3].0.contains("follow=true") && seen[3].0.contains("container=mc"),
+        seen[4].0.contains("follow=true") && seen[4].0.contains("container=mc"),
         "{}",
-        seen[3].0
+        seen[4].0
+    );
+    // Deleted in the foreground: the call returns once its children are marked.
+    assert_eq!(
+        seen[6].1["propagationPolicy"], "Foreground",
+        "{:?}",
+        seen[6]
     );
 }
 
 #[tokio::test]
-async fn without_an_operator_the_objects_are_applied_directly() {
+async fn without_an_operator_the_job_is_applied_first_and_owns_the_rest() {
     let (l, handle) = launcher(true);
+    let job_reply = json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "mc", "namespace": "hpc", "uid": "job-uid"}});
     let verifier = tokio::spawn(verify(
         handle,
         vec![
+            call(
+                Method::PATCH,
+                "/apis/batch/v1/namespaces/hpc/jobs/mc",
+                Some(job_reply),
+            ),
             call(
                 Method::PATCH,
                 "/api/v1/namespaces/hpc/secrets/mc-curve-cert",
@@ -176,7 +204,12 @@ async fn without_an_operator_the_objects_are_applied_directly() {
                 "/api/v1/namespaces/hpc/services/flux-service",
                 None,
             ),
-            call(Method::PATCH, "/apis/batch/v1/namespaces/hpc/jobs/mc", None),
+            // The Service may be shared: the Job is added to its owners by a merge.
+            call(
+                Method::PATCH,
+                "/api/v1/namespaces/hpc/services/flux-service",
+                None,
+            ),
         ],
     ));
     l.launch(&mc()).await.unwrap();
@@ -185,6 +218,59 @@ async fn without_an_operator_the_objects_are_applied_directly() {
         seen.iter()
             .all(|(uri, _)| uri.contains("fieldManager=minicluster-cli"))
     );
-    assert_eq!(seen[3].1["spec"]["completionMode"], "Indexed");
-    assert_eq!(seen[3].1["spec"]["parallelism"], 2);
+    assert_eq!(seen[0].1["spec"]["completionMode"], "Indexed");
+    assert_eq!(seen[0].1["spec"]["parallelism"], 2);
+    for owned in [&seen[1].1, &seen[2].1] {
+        assert_eq!(
+            owned["metadata"]["ownerReferences"][0]["uid"], "job-uid",
+            "{owned}"
+        );
+        assert_eq!(
+            owned["metadata"]["ownerReferences"][0]["kind"], "Job",
+            "{owned}"
+        );
+    }
+    assert!(
+        seen[3].1["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        seen[3].1
+    );
+    assert!(
+        !seen[4].0.contains("force"),
+        "a merge, not an apply: {}",
+        seen[4].0
+    );
+    assert_eq!(
+        seen[4].1["metadata"]["ownerReferences"][0]["uid"],
+        "job-uid"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_ends_the_wait_with_the_reason() {
+    let (l, handle) = launcher(false);
+    let stuck = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "mc-1-abcde", "namespace": "hpc",
+            "annotations": {"batch.kubernetes.io/job-completion-index": "1"}},
+        "spec": {"containers": [{"name": "mc", "image": "x"}]},
+        "status": {"phase": "Pending", "initContainerStatuses": [{"name": "minicluster-entrypoint",
+            "image": "ghcr.io/minicluster/runner:latest", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]}});
+    let verifier = tokio::spawn(verify(
+        handle,
+        vec![call(
+            Method::GET,
+            "/api/v1/namespaces/hpc/pods",
+            Some(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [stuck]})),
+        )],
+    ));
+    let e = l
+        .follow_rank0("mc", Duration::from_secs(60), &|_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    verifier.await.unwrap();
+    assert!(e.contains("ImagePullBackOff"), "{e}");
+    assert!(e.contains("ghcr.io/minicluster/runner:latest"), "{e}");
+    assert!(e.contains("--runner-image"), "{e}");
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use minicluster_launcher::docker::DockerLauncher;
-use minicluster_launcher::kubernetes::KubernetesLauncher;
 use minicluster_launcher::process::{ProcessLauncher, alive_ranks};
 use minicluster_launcher::request::Request;
 use minicluster_launcher::state::{self, Record};
 
+use super::stop::StopSignals;
 use crate::cli::{DownArgs, LaunchArgs, LogsArgs, StatusArgs, Transport};
 
 fn launcher(args: &LaunchArgs) -> anyhow::Result<ProcessLauncher> {
@@ -43,7 +43,7 @@ pub(crate) fn find_entrypoint(given: Option<PathBuf>) -> anyhow::Result<PathBuf>
         .context("no entrypoint binary beside minicluster or on PATH (fix: cargo build -p minicluster-entrypoint, or pass --entrypoint PATH)")
 }
 
-fn request(args: &LaunchArgs, command: Vec<String>, persistent: bool) -> Request {
+pub(super) fn request(args: &LaunchArgs, command: Vec<String>, persistent: bool) -> Request {
     Request {
         file: args.file.clone(),
         name: args.name.clone(),
@@ -54,7 +54,7 @@ fn request(args: &LaunchArgs, command: Vec<String>, persistent: bool) -> Request
     }
 }
 
-fn say(quiet: bool) -> impl Fn(&str) {
+pub(super) fn say(quiet: bool) -> impl Fn(&str) {
     move |msg: &str| {
         if !quiet {
             eprintln!("minicluster: {msg}");
@@ -62,7 +62,7 @@ fn say(quiet: bool) -> impl Fn(&str) {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -91,20 +91,34 @@ fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
         .clone();
     let progress = say(args.quiet);
     runtime()?.block_on(async {
+        let mut stop = StopSignals::install()?;
         let l = docker(args).await?;
         progress(&format!(
             "launching {name}: {} containers of {image}",
             mc.spec.size
         ));
-        l.launch(&mc).await?;
+        let launched = tokio::select! {
+            r = l.launch(&mc) => Ok(r),
+            s = stop.recv() => Err(s),
+        };
+        match launched {
+            Ok(r) => {
+                r?;
+            }
+            Err((signal, code)) => {
+                progress(&format!("{signal}: removing what was launched"));
+                l.down(&name).await?;
+                return Ok(code);
+            }
+        }
         progress(&format!("{0}/{0} brokers started", mc.spec.size));
         let code = tokio::select! {
             code = l.follow_rank0(&name) => code,
-            _ = tokio::signal::ctrl_c() => {
-                progress("stopping: SIGTERM to rank 0");
+            (signal, code) = stop.recv() => {
+                progress(&format!("{signal}: stopping, SIGTERM to rank 0"));
                 l.stop(&name).await;
                 l.wait_all_stopped(&name, Duration::from_secs(10)).await;
-                Ok(130)
+                Ok(code)
             }
         };
         l.wait_all_stopped(&name, Duration::from_secs(10)).await;
@@ -113,48 +127,11 @@ fn run_docker(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
     })
 }
 
-async fn kubernetes(args: &LaunchArgs) -> anyhow::Result<KubernetesLauncher> {
-    let client = kube::Client::try_default().await.map_err(|_| {
-        anyhow::anyhow!(
-            "cannot find a Kubernetes cluster: not in a pod and no usable kubeconfig (fix: point KUBECONFIG at one, or use --launcher process|docker)"
-        )
-    })?;
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| client.default_namespace().to_string());
-    Ok(KubernetesLauncher {
-        client,
-        namespace,
-        no_operator: args.no_operator,
-        build: minicluster_operator::build::BuildOptions::default(),
-        poll: Duration::from_secs(1),
-    })
-}
-
-/// The Kubernetes transport of `run`: apply, follow rank 0, delete.
-fn run_kubernetes(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
-    let mc = request(args, command, false).minicluster()?;
-    let name = mc.metadata.name.clone().unwrap_or_default();
-    let progress = say(args.quiet);
-    runtime()?.block_on(async {
-        let l = kubernetes(args).await?;
-        progress(&format!("applying MiniCluster {name} in namespace {}", l.namespace));
-        l.launch(&mc).await?;
-        let code = tokio::select! {
-            code = l.follow_rank0(&name, Duration::from_secs(600)) => code.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Ok(130),
-        };
-        l.down(&name).await?;
-        code
-    })
-}
-
 /// Ephemeral: launch, stream rank 0's output, exit with the command's code, leave nothing.
 pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
     match args.launcher {
         Transport::Docker => return run_docker(args, command),
-        Transport::Kubernetes => return run_kubernetes(args, command),
+        Transport::Kubernetes => return super::kube::run(args, command),
         Transport::Process => {}
     }
     let l = launcher(args)?;
@@ -215,21 +192,7 @@ pub fn up(args: &LaunchArgs, json: bool, rest: Option<u16>) -> anyhow::Result<i3
         return Ok(0);
     }
     if args.launcher == Transport::Kubernetes {
-        let mc = request(args, Vec::new(), true).minicluster()?;
-        let ns = runtime()?.block_on(async {
-            let l = kubernetes(args).await?;
-            l.launch(&mc).await?;
-            anyhow::Ok(l.namespace)
-        })?;
-        let name = mc.metadata.name.clone().unwrap_or_default();
-        println!("MiniCluster {name} applied in namespace {ns}");
-        println!("  kubectl get mc {name} -n {ns}");
-        println!(
-            "  kubectl exec -it -n {ns} job/{name} -- flux run -N{} hostname",
-            mc.spec.size
-        );
-        println!("  kubectl delete mc {name} -n {ns}");
-        return Ok(0);
+        return super::kube::up(args, json);
     }
     let mut l = launcher(args)?;
     let mut mc = request(args, Vec::new(), true).minicluster()?;
@@ -284,6 +247,11 @@ pub fn up(args: &LaunchArgs, json: bool, rest: Option<u16>) -> anyhow::Result<i3
 }
 
 pub fn down(args: &DownArgs) -> anyhow::Result<i32> {
+    if let Ok(r) = Record::load(&state::root(), &args.name)
+        && r.launcher == "kubernetes"
+    {
+        return super::kube::down(&r);
+    }
     let launched_by = Record::load(&state::root(), &args.name).map(|r| r.launcher);
     // Docker launches are found by label even when the record is gone.
     if launched_by
@@ -335,6 +303,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<i32> {
             let ranks = alive_ranks(r, &root);
             let up = if r.launcher == "docker" {
                 docker_running(&r.name)
+            } else if r.launcher == "kubernetes" {
+                super::kube::running(r)
             } else {
                 ranks.iter().filter(|x| x.running).count()
             };
@@ -468,6 +438,9 @@ pub fn logs(args: &LogsArgs, server: &str) -> anyhow::Result<i32> {
             l.logs(&record.name, args.rank, args.follow).await
         })?;
         return Ok(0);
+    }
+    if record.launcher == "kubernetes" {
+        return super::kube::logs(&record, args.rank, args.follow);
     }
     let path = state::dir(&root, &record.name).join(format!("rank-{}.log", args.rank));
     let mut f =

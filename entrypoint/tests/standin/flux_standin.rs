@@ -279,7 +279,9 @@ fn leader(
             eprintln!("flux-standin: rank 0 stopping on signal");
             instance.kill_all();
             if let Some(c) = &mut program_child {
-                let _ = c.kill();
+                // The program and every task it started, as Flux cancels the jobs of an
+                // instance that shuts down.
+                kill_tree(c.id());
                 let _ = c.wait();
             }
             shutdown(&mut peers);
@@ -341,6 +343,29 @@ fn leader(
             return Ok(code);
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILLs `pid` and all its descendants (children first found, then killed together).
+fn kill_tree(pid: u32) {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", all[i]));
+        for t in tasks.into_iter().flatten().flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            all.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<u32>().ok()),
+            );
+        }
+        i += 1;
+    }
+    for p in all {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
