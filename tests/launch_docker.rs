@@ -199,6 +199,21 @@ fn a_name_in_use_and_a_missing_image_get_one_clear_line() {
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The hint `up` prints works as printed.
+    let hint = text(&out.stdout)
+        .lines()
+        .find(|l| l.trim_start().starts_with("docker exec"))
+        .unwrap_or_else(|| panic!("no docker exec hint in {}", text(&out.stdout)))
+        .trim()
+        .to_string();
+    let ran = Command::new("sh").args(["-c", &hint]).output().unwrap();
+    assert!(ran.status.success(), "{hint}: {}", text(&ran.stderr));
+    assert_eq!(
+        text(&ran.stdout).lines().count(),
+        2,
+        "{hint}: {}",
+        text(&ran.stdout)
+    );
     // `up` returns once the containers start; their first lines follow shortly.
     let until = Instant::now() + Duration::from_secs(20);
     loop {
@@ -314,9 +329,9 @@ fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
     );
 
     minicluster_testkit::require::docker_engine();
-    // An image whose `flux` is not where it is said to be: the entrypoint's one error line,
-    // its exit code, and nothing left.
-    let image = Image::build("launch", false);
+    // An image whose `flux` is on no PATH it has: the entrypoint's one error line, its exit
+    // code, and nothing left. The caller's FLUX_BIN (a path on this machine) plays no part.
+    let image = Image::build_with("noflux", false, FLUX_ELSEWHERE, "/usr/bin:/bin");
     let name = format!("noflux{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
     let out = minicluster(
@@ -335,7 +350,7 @@ fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
             "true",
         ],
     )
-    .env("FLUX_BIN", "/opt/no-flux-here/bin/flux")
+    .env("FLUX_BIN", bin("flux-standin"))
     .output()
     .unwrap();
     let err = text(&out.stderr);
@@ -344,5 +359,60 @@ fn no_docker_engine_and_no_flux_in_the_image_are_clear() {
         err.contains("entrypoint: error: no flux command found"),
         "{err}"
     );
+    assert!(
+        err.contains("environment PATH"),
+        "the fix names the spec's PATH: {err}"
+    );
     assert_nothing_left(&name);
+}
+
+/// Where an image outside /usr/local/bin keeps Flux.
+const FLUX_ELSEWHERE: &str = "/usr/local/flux/bin";
+
+/// `run --launcher docker --size 3 -- hostname` with an image whose Flux is found only through
+/// `path` (its own PATH) or `spec_path` (the spec's environment), FLUX_BIN set in our shell.
+fn flux_found_through(tag_name: &str, path: &str, spec_path: Option<&str>) {
+    minicluster_testkit::require::docker_engine();
+    let image = Image::build_with(tag_name, false, FLUX_ELSEWHERE, path);
+    let state = tempfile::tempdir().unwrap();
+    let name = format!("{tag_name}{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let mut args = vec!["run", "--launcher", "docker", "--image", &image.tag];
+    let spec = state.path().join("mc.yaml");
+    if let Some(p) = spec_path {
+        std::fs::write(
+            &spec,
+            format!(
+                "apiVersion: flux-framework.org/v1alpha2\nkind: MiniCluster\nmetadata: {{name: {name}}}\nspec:\n  size: 3\n  logging: {{quiet: true}}\n  containers:\n    - image: {}\n      command: hostname\n      environment:\n        PATH: {p}\n",
+                image.tag
+            ),
+        )
+        .unwrap();
+        args.extend(["-f", spec.to_str().unwrap()]);
+    } else {
+        args.extend(["--size", "3", "--name", &name, "--", "hostname"]);
+    }
+    let out = minicluster(state.path(), &args)
+        .env("FLUX_BIN", "/nonexistent/host/flux")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // One line per task; the stand-in runs every task on rank 0.
+    let hosts: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    assert_eq!(hosts, vec![format!("{name}-0"); 3], "{}", text(&out.stderr));
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn flux_on_the_image_path_is_found_whatever_flux_bin_says() {
+    flux_found_through("imgpath", &format!("{FLUX_ELSEWHERE}:/usr/bin:/bin"), None);
+}
+
+#[test]
+fn flux_on_the_spec_environment_path_is_found() {
+    flux_found_through(
+        "specpath",
+        "/usr/bin:/bin",
+        Some(&format!("{FLUX_ELSEWHERE}:/usr/bin:/bin")),
+    );
 }

@@ -72,7 +72,9 @@ async fn docker(args: &LaunchArgs) -> anyhow::Result<DockerLauncher> {
     Ok(DockerLauncher::connect(
         state::root(),
         find_entrypoint(args.entrypoint.clone())?,
-        args.flux.as_ref().map(|p| p.display().to_string()),
+        // --flux/FLUX_BIN name a flux on this machine; containers use their image's (its
+        // PATH, or the spec's environment).
+        None,
     )
     .await?)
 }
@@ -183,8 +185,9 @@ pub fn up(args: &LaunchArgs, json: bool, rest: Option<u16>) -> anyhow::Result<i3
                 "MiniCluster {} is up: {} containers",
                 record.name, record.size
             );
+            // FLUX_URI is set in every container: flux commands reach the instance.
             println!(
-                "  docker exec -it {}-0 flux run -N{} hostname",
+                "  docker exec {}-0 flux run -N{} hostname",
                 record.name, record.size
             );
             println!("  minicluster down {}", record.name);

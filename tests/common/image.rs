@@ -1,5 +1,6 @@
 //! A Docker image built here from scratch (no registry): the `flux` stand-in as `flux`, our
-//! entrypoint's libraries, optionally a shell, imported with `docker import`. Removed on drop.
+//! entrypoint's libraries, `hostname`, optionally a shell, imported with `docker import`.
+//! Removed on drop.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -20,13 +21,28 @@ pub struct Image {
 impl Image {
     /// `name` tells images of different tests apart; `shell` adds this machine's `/bin/sh`.
     pub fn build(name: &str, shell: bool) -> Image {
+        Image::build_with(
+            name,
+            shell,
+            "/usr/local/bin",
+            "/usr/local/bin:/usr/bin:/bin",
+        )
+    }
+
+    /// With `flux` in `flux_dir` and `path` as the image's `PATH` (which need not name it).
+    pub fn build_with(name: &str, shell: bool, flux_dir: &str, path: &str) -> Image {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let bins = root.join("usr/local/bin");
+        let bins = root.join(flux_dir.trim_start_matches('/'));
         std::fs::create_dir_all(&bins).unwrap();
         std::fs::copy(bin("flux-standin"), bins.join("flux-standin")).unwrap();
         std::os::unix::fs::symlink("flux-standin", bins.join("flux")).unwrap();
         let mut with_libs = vec![bin("entrypoint"), bin("flux-standin")];
+        // `hostname`, the command users try first.
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let hostname = std::fs::canonicalize("/bin/hostname").unwrap();
+        std::fs::copy(&hostname, root.join("bin/hostname")).unwrap();
+        with_libs.push(hostname);
         if shell {
             std::fs::create_dir_all(root.join("bin")).unwrap();
             let sh = std::fs::canonicalize("/bin/sh").unwrap();
@@ -48,11 +64,7 @@ impl Image {
             .unwrap();
         assert!(tar.success());
         let out = Command::new("docker")
-            .args([
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-            ])
+            .args(["import", "--change", &format!("ENV PATH={path}")])
             .arg(&archive)
             .arg(&tag)
             .output()
