@@ -4,8 +4,9 @@
 //!
 //! - crash: 200 jobs while `serve` is SIGKILLed and restarted on the same database and state
 //!   directory several times; every job runs exactly once and ends `done`, nothing is left.
-//!   On SQLite always, on PostgreSQL when `$MC_TEST_POSTGRES` names a server (skipped
-//!   otherwise, failed under `$CI`). `MC_TEST_SEED=N` repeats a run's kill schedule.
+//!   On SQLite, and on PostgreSQL on the server `$MC_TEST_POSTGRES` names (`.ci/setup` starts
+//!   one; without it that test fails, saying so). `MC_TEST_SEED=N` repeats a run's kill
+//!   schedule.
 //! - the CLI end to end, and bad input refused with one error and nothing half-written.
 //!
 //! Every server is killed when its test ends, passed or not, and so is every process still
@@ -43,35 +44,15 @@ struct TestDatabase {
     url: String,
 }
 
-const PG_SKIPPED: &str =
-    "skipped: set MC_TEST_POSTGRES=postgres://… to run the control plane against PostgreSQL";
-
-/// `$MC_TEST_POSTGRES`, or `None` to skip (under `$CI` a missing server fails).
-fn postgres_server() -> Option<String> {
+/// `$MC_TEST_POSTGRES`; without it the test fails, saying how to get a server.
+fn postgres_server() -> String {
     match std::env::var("MC_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) => panic!(
-            "CI must have PostgreSQL: MC_TEST_POSTGRES is not set (.ci/setup starts a server and \
-             writes its URL to .ci/postgres.env, which .ci/run exports)"
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "MC_TEST_POSTGRES is not set, and this test needs a PostgreSQL server (fix: run \
+             .ci/setup, which starts one on 127.0.0.1:54329 and writes its URL to \
+             .ci/postgres.env, then `set -a; . .ci/postgres.env; set +a`; CI always has it)"
         ),
-        _ => None,
-    }
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
     }
 }
 
@@ -140,7 +121,7 @@ impl TestDatabase {
         });
         TestDatabase {
             server: server.into(),
-            url: with_database(server, &name),
+            url: minicluster_pools::store::postgres::on_database(server, &name),
             name,
         }
     }
@@ -628,11 +609,7 @@ fn killed_control_plane_loses_no_job_and_runs_none_twice_sqlite() {
 
 #[test]
 fn killed_control_plane_loses_no_job_and_runs_none_twice_postgres() {
-    let Some(server) = postgres_server() else {
-        println!("{PG_SKIPPED}");
-        return;
-    };
-    crash_scenario(Some(TestDatabase::create(&server)));
+    crash_scenario(Some(TestDatabase::create(&postgres_server())));
 }
 
 #[test]

@@ -1,25 +1,42 @@
-//! Scheduling decisions: 100,000 queued jobs across 1,000 users and 20 pools. Each decision
-//! picks the next job of the queue (priority, weighted fair share, FIFO) and the first
-//! eligible pool for its requirements. Prints decisions per second and the p99 latency.
+//! Queue decisions at 100,000 queued jobs, 1,000 users (weighted fair share, every tenth user
+//! weighs 2), three priorities and 20 pools. A decision picks the next job (priority, least
+//! usage per weight, first in first out) and the first pool eligible for its requirements; a
+//! new job arrives after each, so the queue stays as deep. Ours (`queue::Index` and
+//! `routing::RouteTable`) against the reference measured in the same run: `queue::next`, a
+//! pass over every waiting job, and a match of the job's tags against each pool in turn.
 //!
-//! `cargo bench -p minicluster-pools --bench schedule`
+//! `cargo bench -p minicluster-pools --bench schedule` (JOBS and DECISIONS change the sizes)
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use minicluster_pools::queue::{Fairness, Index, QueueConfig, QueueState, Queued, next};
-use minicluster_pools::routing::{Pool, eligible};
-use minicluster_pools::tags::parse_tags;
+use minicluster_pools::routing::{Pool, RouteTable, eligible};
+use minicluster_pools::tags::{Tags, parse_tags};
+
+const GPUS: [&str; 4] = ["A100", "H100", "V100", "L4"];
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Job `i`: its user, priority and requirement set (one of eight).
+fn job(i: u64) -> Queued {
+    Queued {
+        id: i,
+        user: format!("user{}", i % 1000),
+        project: "p".into(),
+        priority: (i % 3) as i32,
+        seq: i,
+    }
+}
 
 fn main() {
-    let jobs: usize = std::env::var("JOBS")
-        .ok()
-        .and_then(|j| j.parse().ok())
-        .unwrap_or(100_000);
-    let decisions: usize = std::env::var("DECISIONS")
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(2_000);
+    let jobs = env_or("JOBS", 100_000) as u64;
+    let decisions = env_or("DECISIONS", 200_000);
     let q = QueueConfig {
         name: "batch".into(),
         max_running: u32::MAX,
@@ -33,88 +50,95 @@ fn main() {
         pools: vec![],
         priority: 0,
     };
-    let gpus = ["A100", "H100", "V100", "L4"];
     let pools: Vec<Pool> = (0..20)
         .map(|i| Pool {
             name: format!("pool{i}"),
-            provides: parse_tags(&[format!("gpu:{}", gpus[i % 4]), format!("zone:z{}", i % 5)])
+            provides: parse_tags(&[format!("gpu:{}", GPUS[i % 4]), format!("zone:z{}", i % 5)])
                 .unwrap(),
             ..Pool::new("", Default::default())
         })
         .collect();
-    let requires: Vec<_> = (0..8)
-        .map(|i| parse_tags(&[format!("gpu:{}", gpus[i % 4]), format!("zone:z{}", i % 5)]).unwrap())
+    let requires: Vec<Tags> = (0..8)
+        .map(|i| parse_tags(&[format!("gpu:{}", GPUS[i % 4]), format!("zone:z{}", i % 5)]).unwrap())
         .collect();
-    let mut waiting: Vec<Queued> = (0..jobs as u64)
-        .map(|i| Queued {
-            id: i,
-            user: format!("user{}", i % 1000),
-            project: "p".into(),
-            priority: (i % 3) as i32,
-            seq: i,
-        })
-        .collect();
-    // The reference decision scans every waiting job; the index looks at one level's groups.
-    let reference = measure(
-        decisions.min(200),
-        |usage| {
-            let j = next(&q, &waiting, 0, usage).expect("a job").clone();
-            let pos = waiting.iter().position(|w| w.id == j.id).expect("there");
-            waiting.swap_remove(pos);
-            j
-        },
-        &pools,
-        &requires,
-    );
-    let mut index = Index::default();
-    for i in 0..jobs as u64 {
-        index.push(
-            &q,
-            Queued {
-                id: i,
-                user: format!("user{}", i % 1000),
-                project: "p".into(),
-                priority: (i % 3) as i32,
-                seq: i,
-            },
-        );
+    let requires_of = |j: &Queued| &requires[(j.id % 8) as usize];
+
+    let mut waiting: Vec<Queued> = (0..jobs).map(job).collect();
+    let mut reference = Decisions::default();
+    // Job `arrival` comes in after each decision.
+    for arrival in jobs..jobs + (decisions / 1000).max(100) as u64 {
+        let t = Instant::now();
+        let j = next(&q, &waiting, 0, &reference.usage)
+            .expect("a job")
+            .clone();
+        let pool = pools.iter().position(|p| eligible(requires_of(&j), p));
+        reference.took(t, &j, pool);
+        let at = waiting.iter().position(|w| w.id == j.id).expect("there");
+        waiting.swap_remove(at);
+        waiting.push(job(arrival));
     }
-    let indexed = measure(
-        decisions,
-        |usage| index.pop(&q, 0, usage).expect("a job"),
-        &pools,
-        &requires,
+    drop(waiting);
+
+    let mut index = Index::new(&q);
+    for i in 0..jobs {
+        index.push(job(i));
+    }
+    let mut routes = RouteTable::new(&pools);
+    let mut ours = Decisions::default();
+    for arrival in jobs..jobs + decisions as u64 {
+        let t = Instant::now();
+        let j = index.pop().expect("a job");
+        let pool = routes.eligible(requires_of(&j)).first().copied();
+        index.charge(&j.user, 1.0);
+        ours.took(t, &j, pool);
+        index.push(job(arrival));
+    }
+    assert_eq!(
+        ours.picked[..reference.picked.len()],
+        reference.picked,
+        "ours decided otherwise than the reference"
     );
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "{jobs} queued jobs, 1,000 users, 20 pools (next job + first eligible pool per decision):"
+        "decisions at {jobs} queued jobs, 1,000 users, 20 pools ({cores} cores), next job + first eligible pool:"
     );
-    println!("  index:      {}", indexed);
-    println!("  reference:  {}", reference);
+    println!("  ours (index):     {}", ours.report());
+    println!("  reference (scan): {}", reference.report());
+    println!("  ratio: {:.0}x", ours.rate() / reference.rate());
 }
 
-/// Runs `n` decisions; "R decisions/s, p50, p99".
-fn measure(
-    n: usize,
-    mut pick: impl FnMut(&BTreeMap<String, f64>) -> Queued,
-    pools: &[Pool],
-    requires: &[minicluster_pools::Tags],
-) -> String {
-    let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-    let mut lat = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let j = pick(&usage);
-        let req = &requires[(j.id % 8) as usize];
-        std::hint::black_box(pools.iter().position(|p| eligible(req, p)));
-        lat.push(t.elapsed());
-        *usage.entry(j.user).or_default() += 1.0;
+/// Decisions made and how long each took.
+#[derive(Default)]
+struct Decisions {
+    usage: BTreeMap<String, f64>,
+    times: Vec<Duration>,
+    /// (job, pool) of each, to check that ours and the reference agree.
+    picked: Vec<(u64, Option<usize>)>,
+}
+
+impl Decisions {
+    fn took(&mut self, began: Instant, j: &Queued, pool: Option<usize>) {
+        self.times.push(began.elapsed());
+        *self.usage.entry(j.user.clone()).or_default() += 1.0;
+        self.picked.push((j.id, pool));
     }
-    lat.sort();
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    format!(
-        "{:.0} decisions/s, p50 {:?}, p99 {:?} ({n} decisions)",
-        n as f64 / lat.iter().sum::<Duration>().as_secs_f64(),
-        p(0.5),
-        p(0.99)
-    )
+
+    fn rate(&self) -> f64 {
+        self.times.len() as f64 / self.times.iter().sum::<Duration>().as_secs_f64()
+    }
+
+    /// "R decisions/s, p50 …, p99 … (N decisions)".
+    fn report(&mut self) -> String {
+        self.times.sort();
+        let p =
+            |q: f64| self.times[((self.times.len() as f64 * q) as usize).min(self.times.len() - 1)];
+        format!(
+            "{:>9.0} decisions/s, p50 {:.1?}, p99 {:.1?} ({} decisions)",
+            self.rate(),
+            p(0.5),
+            p(0.99),
+            self.times.len()
+        )
+    }
 }

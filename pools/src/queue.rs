@@ -3,7 +3,8 @@
 //! fairness policy picks the user (or project) with the least recent usage per unit of weight;
 //! within one user, first in, first out.
 
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -119,35 +120,52 @@ impl QueueConfig {
             .unwrap_or(1.0)
     }
 
-    fn group<'a>(&self, j: &'a Queued) -> &'a str {
+    /// The group fairness compares a job in: its user or project, or one group for the whole
+    /// queue when there is no fairness (first in, first out).
+    pub fn group<'a>(&self, user: &'a str, project: &'a str) -> &'a str {
         match self.fairness {
-            Fairness::Projects => &j.project,
-            _ => &j.user,
+            Fairness::None => "",
+            Fairness::Users => user,
+            Fairness::Projects => project,
         }
     }
+
+    fn group_of<'a>(&self, j: &'a Queued) -> &'a str {
+        self.group(&j.user, &j.project)
+    }
+
+    /// A group's recent usage per unit of weight: less goes first.
+    fn share(&self, usage: &BTreeMap<String, f64>, group: &str) -> Share {
+        Share(usage.get(group).copied().unwrap_or(0.0) / self.weight(group))
+    }
+}
+
+/// Whether a queue hands out work now: not paused, and under its `max_running`.
+pub fn may_dispatch(q: &QueueConfig, running: u32) -> bool {
+    q.state != QueueState::Paused && running < q.max_running
 }
 
 /// The job to dispatch next, if the queue may dispatch one. `usage` is recent usage by user
 /// or project (the caller decays it); less usage per weight goes first.
+///
+/// This is the definition, a pass over every waiting job; [`Index`] makes the same decisions
+/// in time that does not grow with the queue.
 pub fn next<'a>(
     q: &QueueConfig,
     waiting: &'a [Queued],
     running: u32,
     usage: &BTreeMap<String, f64>,
 ) -> Option<&'a Queued> {
-    if q.state == QueueState::Paused || running >= q.max_running {
+    if !may_dispatch(q, running) {
         return None;
     }
     let top = waiting.iter().map(|j| j.priority).max()?;
     let candidates = waiting.iter().filter(|j| j.priority == top);
-    if q.fairness == Fairness::None {
-        return candidates.min_by_key(|j| j.seq);
-    }
     // Per group: its oldest job; then the group with the least usage per weight, ties to
     // the group that has waited longest.
     let mut oldest: BTreeMap<&str, &Queued> = BTreeMap::new();
     for j in candidates {
-        let g = q.group(j);
+        let g = q.group_of(j);
         if oldest.get(g).is_none_or(|o| j.seq < o.seq) {
             oldest.insert(g, j);
         }
@@ -155,23 +173,60 @@ pub fn next<'a>(
     oldest
         .into_iter()
         .min_by(|(ga, ja), (gb, jb)| {
-            let sa = usage.get(*ga).copied().unwrap_or(0.0) / q.weight(ga);
-            let sb = usage.get(*gb).copied().unwrap_or(0.0) / q.weight(gb);
-            sa.total_cmp(&sb).then(ja.seq.cmp(&jb.seq))
+            let (sa, sb) = (q.share(usage, ga), q.share(usage, gb));
+            sa.cmp(&sb).then(ja.seq.cmp(&jb.seq))
         })
         .map(|(_, j)| j)
 }
 
-/// The same decisions as [`next`], from an index kept as jobs come and go: per priority, per
-/// user (or project), a FIFO. A decision looks at one priority level's groups, not at every
-/// waiting job, so it costs the number of groups, not the number of jobs.
-#[derive(Clone, Debug, Default)]
+/// Usage per unit of weight, ordered as `f64::total_cmp` orders it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Share(f64);
+
+impl Eq for Share {}
+
+impl PartialOrd for Share {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Share {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The same decisions as [`next`], from an index kept as jobs come and go and usage is
+/// charged: per priority, per fairness group, a FIFO; and per priority the groups ordered by
+/// (usage per weight, submission of their oldest job). A decision is the first group of the
+/// top priority, so it costs a logarithm of the number of groups, whatever the queue's depth.
+#[derive(Clone, Debug)]
 pub struct Index {
-    levels: BTreeMap<std::cmp::Reverse<i32>, BTreeMap<String, std::collections::VecDeque<Queued>>>,
+    q: QueueConfig,
+    usage: BTreeMap<String, f64>,
+    levels: BTreeMap<Reverse<i32>, Level>,
     len: usize,
 }
 
+#[derive(Clone, Debug, Default)]
+struct Level {
+    fifos: HashMap<String, VecDeque<Queued>>,
+    /// Every group with a job here, once, by its share and its oldest job's `seq`.
+    order: BTreeSet<(Share, u64, String)>,
+}
+
 impl Index {
+    /// An empty index deciding as `q` does (its fairness and weights), with no usage yet.
+    pub fn new(q: &QueueConfig) -> Index {
+        Index {
+            q: q.clone(),
+            usage: BTreeMap::new(),
+            levels: BTreeMap::new(),
+            len: 0,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -180,65 +235,88 @@ impl Index {
         self.len == 0
     }
 
-    /// Adds a job; jobs must come in submission order (`seq` increasing).
-    pub fn push(&mut self, q: &QueueConfig, j: Queued) {
-        let group = q.group(&j).to_string();
-        self.levels
-            .entry(std::cmp::Reverse(j.priority))
-            .or_default()
-            .entry(group)
-            .or_default()
-            .push_back(j);
+    /// The fairness group of a job, as this index compares it.
+    pub fn group_of<'a>(&self, j: &'a Queued) -> &'a str {
+        self.q.group_of(j)
+    }
+
+    /// Adds a job. Within one group and priority, jobs must come in submission order (`seq`
+    /// increasing).
+    pub fn push(&mut self, j: Queued) {
+        let group = self.q.group_of(&j).to_string();
+        let share = self.q.share(&self.usage, &group);
+        let level = self.levels.entry(Reverse(j.priority)).or_default();
+        let fifo = level.fifos.entry(group.clone()).or_default();
+        debug_assert!(fifo.back().is_none_or(|b| b.seq < j.seq), "seq order");
+        if fifo.is_empty() {
+            level.order.insert((share, j.seq, group));
+        }
+        fifo.push_back(j);
         self.len += 1;
     }
 
-    /// The job [`next`] would pick, without removing it.
-    pub fn peek(
-        &self,
-        q: &QueueConfig,
-        running: u32,
-        usage: &BTreeMap<String, f64>,
-    ) -> Option<&Queued> {
-        if q.state == QueueState::Paused || running >= q.max_running {
-            return None;
-        }
-        let groups = self.levels.values().next()?;
-        let heads = groups
-            .iter()
-            .filter_map(|(g, fifo)| fifo.front().map(|j| (g.as_str(), j)));
-        if q.fairness == Fairness::None {
-            return heads.map(|(_, j)| j).min_by_key(|j| j.seq);
-        }
-        heads
-            .min_by(|(ga, ja), (gb, jb)| {
-                let sa = usage.get(*ga).copied().unwrap_or(0.0) / q.weight(ga);
-                let sb = usage.get(*gb).copied().unwrap_or(0.0) / q.weight(gb);
-                sa.total_cmp(&sb).then(ja.seq.cmp(&jb.seq))
-            })
-            .map(|(_, j)| j)
+    /// The job [`next`] would pick (with running 0), without removing it.
+    pub fn peek(&self) -> Option<&Queued> {
+        let level = self.levels.values().next()?;
+        let (_, _, group) = level.order.first()?;
+        level.fifos.get(group)?.front()
     }
 
-    /// Takes the job [`next`] would pick.
-    pub fn pop(
-        &mut self,
-        q: &QueueConfig,
-        running: u32,
-        usage: &BTreeMap<String, f64>,
-    ) -> Option<Queued> {
-        let (priority, group) = {
-            let j = self.peek(q, running, usage)?;
-            (j.priority, q.group(j).to_string())
-        };
-        let level = self.levels.get_mut(&std::cmp::Reverse(priority))?;
-        let fifo = level.get_mut(&group)?;
-        let j = fifo.pop_front();
-        if fifo.is_empty() {
-            level.remove(&group);
+    /// Takes the job [`next`] would pick (with running 0). Usage is not charged: see
+    /// [`Index::charge`].
+    pub fn pop(&mut self) -> Option<Queued> {
+        let mut entry = self.levels.first_entry()?;
+        let level = entry.get_mut();
+        let (share, _, group) = level.order.pop_first()?;
+        let fifo = level.fifos.get_mut(&group)?;
+        let j = fifo.pop_front()?;
+        match fifo.front() {
+            Some(after) => {
+                level.order.insert((share, after.seq, group));
+            }
+            None => {
+                level.fifos.remove(&group);
+            }
         }
-        if level.is_empty() {
-            self.levels.remove(&std::cmp::Reverse(priority));
+        if level.fifos.is_empty() {
+            entry.remove();
         }
-        self.len -= usize::from(j.is_some());
-        j
+        self.len -= 1;
+        Some(j)
+    }
+
+    /// Whether jobs of `group` at `priority` are in the index.
+    pub fn holds(&self, priority: i32, group: &str) -> bool {
+        self.levels
+            .get(&Reverse(priority))
+            .is_some_and(|l| l.fifos.contains_key(group))
+    }
+
+    /// A group's recent usage.
+    pub fn usage(&self, group: &str) -> f64 {
+        self.usage.get(group).copied().unwrap_or(0.0)
+    }
+
+    /// Sets a group's recent usage (what the caller counted, or decayed).
+    pub fn set_usage(&mut self, group: &str, usage: f64) {
+        let before = self.q.share(&self.usage, group);
+        self.usage.insert(group.to_string(), usage);
+        let after = self.q.share(&self.usage, group);
+        if before == after {
+            return;
+        }
+        for level in self.levels.values_mut() {
+            if let Some(oldest) = level.fifos.get(group).and_then(|f| f.front()) {
+                let mut key = (before, oldest.seq, group.to_string());
+                level.order.remove(&key);
+                key.0 = after;
+                level.order.insert(key);
+            }
+        }
+    }
+
+    /// Adds to a group's recent usage (a job of it was dispatched).
+    pub fn charge(&mut self, group: &str, by: f64) {
+        self.set_usage(group, self.usage(group) + by);
     }
 }

@@ -8,6 +8,8 @@
 //!   an overlapping value (`true` on either side overlaps everything), so untagged work never
 //!   lands on a specialised pool.
 
+use std::collections::HashMap;
+
 pub use crate::pool::Pool;
 use crate::tags::{TagValue, Tags};
 
@@ -122,4 +124,39 @@ pub fn route(requires: &Tags, pool: &Pool) -> Route {
 /// Whether `pool` may run a job that `requires` these tags.
 pub fn eligible(requires: &Tags, pool: &Pool) -> bool {
     route(requires, pool) == Route::Eligible
+}
+
+/// Which of a list of pools may run a job, worked out once per distinct `requires`: the jobs
+/// of a queue share a handful of requirement sets, so each decision after the first of a set
+/// is a lookup instead of matching tags against every pool.
+#[derive(Debug)]
+pub struct RouteTable<'p> {
+    pools: Vec<&'p Pool>,
+    /// Per requirement set, the positions in `pools` of those eligible, in order.
+    known: HashMap<Tags, Vec<usize>>,
+}
+
+impl<'p> RouteTable<'p> {
+    pub fn new(pools: impl IntoIterator<Item = &'p Pool>) -> RouteTable<'p> {
+        RouteTable {
+            pools: pools.into_iter().collect(),
+            known: HashMap::new(),
+        }
+    }
+
+    pub fn pools(&self) -> &[&'p Pool] {
+        &self.pools
+    }
+
+    /// The positions (in [`RouteTable::pools`]) of the pools eligible for `requires`, in
+    /// order.
+    pub fn eligible(&mut self, requires: &Tags) -> &[usize] {
+        if !self.known.contains_key(requires) {
+            let fit = (0..self.pools.len())
+                .filter(|&i| eligible(requires, self.pools[i]))
+                .collect();
+            self.known.insert(requires.clone(), fit);
+        }
+        &self.known[requires]
+    }
 }

@@ -1,5 +1,5 @@
-//! The dispatcher: claims jobs from the queues (each claim one transaction that also writes the
-//! launch record), hands each to its pool's executor, and records how it ended.
+//! The dispatcher: claims jobs from the queues (a batch of claims per transaction, which also
+//! writes their launch records), hands each to its pool's executor, and records how it ended.
 //!
 //! Exactly once under faults: the launch's name is derived from the job, and an executor
 //! asked to run a claimed job first looks for that launch — so a dispatcher restarted after
@@ -115,6 +115,10 @@ impl Executors {
     }
 }
 
+/// Jobs claimed in one transaction at most: one commit (one fsync) for all of them, while
+/// the store stays free for the HTTP API between batches.
+pub const CLAIM_BATCH: usize = 64;
+
 /// Settings of the dispatcher.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -177,9 +181,15 @@ impl Dispatcher {
                     if self.stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    match with(&self.store, |s| s.claim(&q.name)) {
-                        Ok(Some(c)) => workers.push(self.spawn(c)),
-                        Ok(None) => break,
+                    // Every claim of a batch is committed before any of its jobs starts.
+                    match with(&self.store, |s| s.claim_many(&q.name, CLAIM_BATCH)) {
+                        Ok(batch) => {
+                            let full = batch.len() == CLAIM_BATCH;
+                            workers.extend(batch.into_iter().map(|c| self.spawn(c)));
+                            if !full {
+                                break;
+                            }
+                        }
                         Err(e) => {
                             tracing::error!(queue = %q.name, "claim: {e}");
                             break;

@@ -5,8 +5,11 @@
 //! launch record.
 //!
 //! The decisions themselves (admission, which job and which pool) are the pure functions of
-//! [`crate::queue`] and [`decide`]; a backend only loads their inputs and writes the result.
+//! [`crate::queue`] and [`plan`] (held to [`decide`]); a backend only loads their inputs and
+//! writes the result. A claim takes a batch of jobs in one transaction, so one commit (one
+//! fsync) serves the whole batch.
 
+pub mod plan;
 pub mod postgres;
 pub mod sqlite;
 
@@ -282,39 +285,101 @@ impl Put {
 /// The columns a claim reads of a waiting job, in [`Candidate`]'s order.
 const CANDIDATE_COLUMNS: &str = r#"id, "user", project, priority, requires"#;
 
-/// Every waiting job of a queue (parameter 1), oldest first: what a claim reads when
-/// [`heads_decide`] says the heads are not enough. `p` is the backend's placeholder sign.
-pub(crate) fn waiting_sql(p: char) -> String {
-    format!(
-        "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE queue = {p}1 AND state = 'waiting' ORDER BY id"
-    )
+/// The statements a claim reads its queue with ([`plan::Waiting`] and what the decision
+/// starts from), built once for both backends; `p` is the backend's placeholder sign.
+/// Parameter 1 is always the queue.
+pub(crate) struct ClaimSql {
+    /// Jobs of the queue claimed and not ended.
+    pub running: String,
+    /// Claims per user and project since parameter 2 (Unix ms).
+    pub usage: String,
+    /// Launches not ended, per pool (no parameters).
+    pub pool_running: &'static str,
+    /// The top priority of a waiting job.
+    pub top: String,
+    /// The top priority of a waiting job below parameter 2.
+    pub top_below: String,
+    /// The oldest waiting job of each fairness group at priority parameter 2: by a skip
+    /// scan of the index, one step per user or project instead of a pass over every job.
+    pub heads: String,
+    /// Waiting jobs at priority 2 of group 3 after job 4, at most 5; the rows run on into
+    /// the next groups ([`of_group`] cuts them).
+    pub after: String,
 }
 
-/// The waiting jobs a claim reads first: the oldest of each fairness group at one priority
-/// (parameter 1 the queue, 2 the priority), by a skip scan of the index — one index step per
-/// user or project instead of a pass over every waiting job. `p` is the backend's
-/// placeholder sign.
-pub(crate) fn heads_sql(fairness: Fairness, p: char) -> String {
-    let at = format!("queue = {p}1 AND state = 'waiting' AND priority = {p}2");
-    let group = match fairness {
-        Fairness::None => {
-            return format!("SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} ORDER BY id LIMIT 1");
+impl ClaimSql {
+    pub(crate) fn new(fairness: Fairness, p: char) -> ClaimSql {
+        let waiting = format!("FROM jobs WHERE queue = {p}1 AND state = 'waiting'");
+        let at = format!("queue = {p}1 AND state = 'waiting' AND priority = {p}2");
+        let group = match fairness {
+            // One group, the whole queue: first in, first out.
+            Fairness::None => "''",
+            Fairness::Users => r#""user""#,
+            Fairness::Projects => "project",
+        };
+        let (heads, after) = match fairness {
+            Fairness::None => (
+                format!("SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} ORDER BY id LIMIT 1"),
+                format!(
+                    "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} AND {p}3 = '' AND id > {p}4 ORDER BY id LIMIT {p}5"
+                ),
+            ),
+            // Both walk the index in (group, id) order, which only the index by group can
+            // give: the planner takes it with or without statistics of the table.
+            _ => (
+                format!(
+                    "WITH RECURSIVE g(id) AS (
+                        SELECT (SELECT id FROM jobs WHERE {at} ORDER BY {group}, id LIMIT 1)
+                        UNION ALL
+                        SELECT (
+                            SELECT j.id FROM jobs j
+                            WHERE {at} AND j.{group} > (SELECT h.{group} FROM jobs h WHERE h.id = g.id)
+                            ORDER BY j.{group}, j.id LIMIT 1
+                        )
+                        FROM g WHERE g.id IS NOT NULL
+                    )
+                    SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM g) ORDER BY id"
+                ),
+                format!(
+                    "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} AND ({group}, id) > ({p}3, {p}4) ORDER BY {group}, id LIMIT {p}5"
+                ),
+            ),
+        };
+        ClaimSql {
+            running: format!("SELECT COUNT(*) FROM jobs WHERE queue = {p}1 AND state = 'claimed'"),
+            usage: format!(
+                r#"SELECT "user", project, COUNT(*) FROM jobs WHERE queue = {p}1 AND claimed_ms >= {p}2 GROUP BY "user", project"#
+            ),
+            pool_running: "SELECT pool, COUNT(*) FROM launches WHERE state IN ('requested', 'starting', 'started', 'connected', 'stopping') GROUP BY pool",
+            top: format!("SELECT MAX(priority) {waiting}"),
+            top_below: format!("SELECT MAX(priority) {waiting} AND priority < {p}2"),
+            heads,
+            after,
         }
-        Fairness::Users => r#""user""#,
-        Fairness::Projects => "project",
-    };
-    format!(
-        "WITH RECURSIVE g(k) AS (
-            SELECT MIN({group}) FROM jobs WHERE {at}
-            UNION ALL
-            SELECT (SELECT MIN({group}) FROM jobs WHERE {at} AND {group} > g.k)
-            FROM g WHERE g.k IS NOT NULL
-        )
-        SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE id IN (
-            SELECT (SELECT MIN(id) FROM jobs WHERE {at} AND {group} = g.k)
-            FROM g WHERE g.k IS NOT NULL
-        ) ORDER BY id"
-    )
+    }
+}
+
+/// The jobs of `group` among [`ClaimSql::after`]'s rows.
+pub(crate) fn of_group(q: &QueueConfig, group: &str, rows: Vec<Candidate>) -> Vec<Candidate> {
+    rows.into_iter()
+        .take_while(|c| q.group(&c.queued.user, &c.queued.project) == group)
+        .collect()
+}
+
+/// The launch record a claim writes: `requested`, now.
+pub(crate) fn requested(id: u64, job: u64, pool: &str) -> Launch {
+    Launch {
+        id,
+        job,
+        pool: pool.to_string(),
+        name: launch_name(pool, job),
+        state: LaunchState::Requested,
+        events: vec![LaunchEvent {
+            state: LaunchState::Requested,
+            at: now_ms(),
+            detail: None,
+        }],
+    }
 }
 
 /// The step that ends a launch's timeline when its job ends this way: `failed` when the
@@ -363,8 +428,9 @@ pub struct Candidate {
     pub requires: Tags,
 }
 
-/// The dispatch decision for one queue, as a pure function of what the store loaded: the
-/// job to start next and the pool to start it on, or nothing.
+/// The dispatch decision for one queue over every waiting job: the job to start next and the
+/// pool to start it on, or nothing. This is the definition; a claim makes the same decisions
+/// in batches through [`plan::plan`], which loads only the jobs they need.
 ///
 /// Jobs no enabled pool of the queue can ever run are passed over (they wait for a pool);
 /// the job the queue's order picks waits, holding its place, while every pool that could run
@@ -395,14 +461,6 @@ pub fn decide<'a>(
     Some((cand, pool))
 }
 
-/// Whether the oldest waiting job of each fairness group at the top priority (`heads`) is
-/// enough for [`decide`]: it is when every one of them is routable, since then the top
-/// priority among routable jobs is theirs and each group's oldest routable job is its head.
-/// Otherwise a store passes every waiting job.
-pub fn heads_decide(q: &QueueConfig, heads: &[Candidate], pools: &[Pool]) -> bool {
-    heads.iter().all(|c| routable(q, &c.requires, pools))
-}
-
 /// Whether some pool of the queue could ever run a job with these requirements (submit
 /// refuses work that would wait forever). A disabled pool counts: the work waits until it
 /// is enabled again.
@@ -421,10 +479,7 @@ pub fn routable(q: &QueueConfig, requires: &Tags, pools: &[Pool]) -> bool {
 
 /// The group a queue's fairness compares.
 pub fn fairness_group(q: &QueueConfig, user: &str, project: &str) -> String {
-    match q.fairness {
-        Fairness::Projects => project.to_string(),
-        _ => user.to_string(),
-    }
+    q.group(user, project).to_string()
 }
 
 /// Which jobs to list.
@@ -458,6 +513,8 @@ pub trait Store: Send {
     /// Admits a job (refused when the queue is missing, full or draining, or when no pool of
     /// it could run the job).
     fn submit(&mut self, job: &NewJob) -> Result<u64>;
+    /// Admits many jobs in one transaction, with the checks of `submit`: all or none.
+    fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>>;
     fn job(&mut self, id: u64) -> Result<Job>;
     fn jobs(&mut self, filter: &JobFilter) -> Result<Vec<Job>>;
     /// The launch of a job, if it was claimed.
@@ -467,9 +524,15 @@ pub trait Store: Send {
     /// A waiting job is cancelled at once; a claimed one is marked for the dispatcher.
     fn cancel(&mut self, id: u64) -> Result<Job>;
 
-    /// Picks the next job of a queue and a pool for it, marks it claimed and writes its
-    /// launch record, in one transaction.
-    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>>;
+    /// Claims up to `max` jobs of a queue in one transaction, as that many claims one after
+    /// another would: each job the queue's order picks next, on the first eligible pool with
+    /// room, marked claimed with its launch record written. When it returns, every claim is
+    /// committed (on disk), so nothing is launched that a crash could forget.
+    fn claim_many(&mut self, queue: &str, max: usize) -> Result<Vec<Claimed>>;
+    /// Claims the next job of a queue, if it has one to hand out.
+    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>> {
+        Ok(self.claim_many(queue, 1)?.pop())
+    }
     /// Appends a step to a launch's timeline.
     fn launch_event(&mut self, launch: u64, state: LaunchState, detail: Option<&str>)
     -> Result<()>;

@@ -11,19 +11,27 @@
 //! so one writer at a time is not what limits a control plane. The transactions are READ
 //! COMMITTED: each statement after the lock sees everything the previous holder committed
 //! (a REPEATABLE READ snapshot would be taken before the wait and miss it).
+//!
+//! A claim takes a batch under one lock and one commit, and its statements are prepared once
+//! per connection: each is then one round trip, and the batch's writes are one statement
+//! each (arrays of the claimed jobs), not one per job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use ::postgres::{Client, Config, GenericClient, IsolationLevel, NoTls, Row, Transaction};
+use ::postgres::types::ToSql;
+use ::postgres::{
+    Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction,
+};
 
+use super::plan::{self, Start, Waiting};
 use super::{
-    Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
-    Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    final_event, heads_decide, heads_sql, launch_name, now_ms, pool_of, routable, waiting_sql,
+    Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
+    NewJob, Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, fairness_group,
+    final_event, now_ms, of_group, pool_of, requested, routable,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, QueueState, Queued, admit};
+use crate::queue::{QueueConfig, Queued, admit, may_dispatch};
 
 /// The advisory lock key every write transaction takes ("mcpools" and a version byte).
 /// Advisory locks are per database, so stores on different databases do not wait for each
@@ -37,6 +45,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct PostgresStore {
     client: Client,
+    prepared: Prepared,
+}
+
+/// Statements prepared on this connection, by their text: parsed and planned once, then one
+/// round trip per use (a statement given as text costs three: prepare, execute, close).
+/// Prepared statements belong to the session, not to a transaction.
+#[derive(Default)]
+struct Prepared(HashMap<String, Statement>);
+
+impl Prepared {
+    fn get(&mut self, c: &mut impl GenericClient, sql: &str) -> Result<Statement> {
+        if let Some(st) = self.0.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = c.prepare(sql)?;
+        self.0.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
 }
 
 const SCHEMA: &str = r#"
@@ -73,6 +99,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state, priority, "user", id);
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(queue, state, priority, project, id);
+CREATE INDEX IF NOT EXISTS jobs_in_order ON jobs(queue, state, priority, id);
 CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs(queue, claimed_ms);
 CREATE TABLE IF NOT EXISTS launches (
     id BIGSERIAL PRIMARY KEY,
@@ -138,6 +165,24 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// The URL of database `db` on the server `url` names, its user, host, port and parameters
+/// kept: for tools and tests that make databases of their own.
+pub fn on_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority..].find('/') {
+        Some(slash) => &base[..authority + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
 impl PostgresStore {
     /// Connects (without TLS) to the database a `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
     /// URL names and creates the tables it lacks.
@@ -150,7 +195,10 @@ impl PostgresStore {
             config.application_name("minicluster");
         }
         let client = config.connect(NoTls)?;
-        let mut store = PostgresStore { client };
+        let mut store = PostgresStore {
+            client,
+            prepared: Prepared::default(),
+        };
         // Under the write lock: two control planes starting on an empty database would
         // otherwise race to create the same tables (and one would fail).
         let mut tx = store.write()?;
@@ -160,15 +208,7 @@ impl PostgresStore {
     }
 
     fn write(&mut self) -> Result<Transaction<'_>> {
-        let mut tx = self
-            .client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        tx.batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-        ))?;
-        Ok(tx)
+        write(&mut self.client)
     }
 
     /// A read-only transaction: one snapshot for all its statements.
@@ -180,6 +220,18 @@ impl PostgresStore {
             .read_only(true)
             .start()?)
     }
+}
+
+/// A write transaction: READ COMMITTED, holding the write lock.
+fn write(client: &mut Client) -> Result<Transaction<'_>> {
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+    ))?;
+    Ok(tx)
 }
 
 fn count(r: &Row, idx: usize) -> Result<u32> {
@@ -293,12 +345,12 @@ fn put_named(
 
 /// Waiting jobs as the decision sees them.
 fn candidates(
-    tx: &mut ::postgres::Transaction<'_>,
-    sql: &str,
-    args: &[&(dyn ::postgres::types::ToSql + Sync)],
+    tx: &mut Transaction<'_>,
+    st: &Statement,
+    args: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
-    for r in tx.query(sql, args)? {
+    for r in tx.query(st, args)? {
         let id = r.try_get::<_, i64>(0)? as u64;
         out.push(Candidate {
             queued: Queued {
@@ -312,6 +364,91 @@ fn candidates(
         });
     }
     Ok(out)
+}
+
+/// Waiting jobs of one queue, read inside a claim's transaction.
+struct Loader<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    prepared: &'a mut Prepared,
+    queue: &'a QueueConfig,
+    sql: &'a ClaimSql,
+}
+
+impl Waiting for Loader<'_, '_> {
+    fn top_priority(&mut self, below: Option<i32>) -> Result<Option<i32>> {
+        let row = match below {
+            None => {
+                let st = self.prepared.get(self.tx, &self.sql.top)?;
+                self.tx.query_one(&st, &[&self.queue.name])?
+            }
+            Some(b) => {
+                let st = self.prepared.get(self.tx, &self.sql.top_below)?;
+                self.tx.query_one(&st, &[&self.queue.name, &b])?
+            }
+        };
+        Ok(row.try_get(0)?)
+    }
+
+    fn heads(&mut self, priority: i32) -> Result<Vec<Candidate>> {
+        let st = self.prepared.get(self.tx, &self.sql.heads)?;
+        candidates(self.tx, &st, &[&self.queue.name, &priority])
+    }
+
+    fn after(
+        &mut self,
+        priority: i32,
+        group: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Candidate>> {
+        let st = self.prepared.get(self.tx, &self.sql.after)?;
+        let rows = candidates(
+            self.tx,
+            &st,
+            &[
+                &self.queue.name,
+                &priority,
+                &group,
+                &(after as i64),
+                &(limit as i64),
+            ],
+        )?;
+        Ok(of_group(self.queue, group, rows))
+    }
+}
+
+/// Inserts jobs already admitted, many rows per statement.
+fn insert_jobs(tx: &mut Transaction<'_>, jobs: &[NewJob]) -> Result<Vec<u64>> {
+    let mut ids = Vec::with_capacity(jobs.len());
+    for chunk in jobs.chunks(1000) {
+        let column = |f: fn(&NewJob) -> String| chunk.iter().map(f).collect::<Vec<String>>();
+        let priorities: Vec<i32> = chunk.iter().map(|j| j.priority).collect();
+        let rows = tx.query(
+            r#"INSERT INTO jobs (queue, "user", project, priority, requires, spec, state, submitted)
+               SELECT queue, u, project, priority, requires, spec, 'waiting', $7
+               FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::INTEGER[], $5::TEXT[], $6::TEXT[])
+                   WITH ORDINALITY AS j(queue, u, project, priority, requires, spec, n)
+               ORDER BY n
+               RETURNING id"#,
+            &[
+                &column(|j| j.queue.clone()),
+                &column(|j| j.user.clone()),
+                &column(|j| j.project.clone()),
+                &priorities,
+                &column(|j| json(&j.requires)),
+                &column(json),
+                &(now_s() as i64),
+            ],
+        )?;
+        let mut got = rows
+            .iter()
+            .map(|r| Ok(r.try_get::<_, i64>(0)? as u64))
+            .collect::<Result<Vec<u64>>>()?;
+        // Ids come from one sequence in insertion order; sorted, they are the jobs' in order.
+        got.sort_unstable();
+        ids.extend(got);
+    }
+    Ok(ids)
 }
 
 impl Store for PostgresStore {
@@ -444,6 +581,35 @@ impl Store for PostgresStore {
         Ok(id)
     }
 
+    fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
+        let mut tx = self.write()?;
+        let pools = all_pools(&mut tx)?;
+        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
+        for job in jobs {
+            if !depth.contains_key(&job.queue) {
+                let q = queue_in(&mut tx, &job.queue)?;
+                let waiting = count_one(
+                    &mut tx,
+                    "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'waiting'",
+                    &job.queue,
+                )?;
+                depth.insert(job.queue.clone(), (q, waiting));
+            }
+            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
+            admit(q, *waiting)?;
+            if !routable(q, &job.requires, &pools) {
+                return Err(StoreError::Unroutable {
+                    queue: q.name.clone(),
+                    requires: json(&job.requires),
+                });
+            }
+            *waiting += 1;
+        }
+        let ids = insert_jobs(&mut tx, jobs)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
     fn job(&mut self, id: u64) -> Result<Job> {
         let mut tx = self.read()?;
         let job = job_in(&mut tx, id)?;
@@ -512,83 +678,120 @@ impl Store for PostgresStore {
         Ok(job)
     }
 
-    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>> {
-        let mut tx = self.write()?;
+    fn claim_many(&mut self, queue: &str, max: usize) -> Result<Vec<Claimed>> {
+        let PostgresStore { client, prepared } = self;
+        let mut tx = write(client)?;
         let q = queue_in(&mut tx, queue)?;
-        let running = count_one(
-            &mut tx,
-            "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'claimed'",
-            queue,
-        )?;
-        if q.state == QueueState::Paused || running >= q.max_running {
-            return Ok(None);
+        let sql = ClaimSql::new(q.fairness, '$');
+        let st = prepared.get(&mut tx, &sql.running)?;
+        let running = count(&tx.query_one(&st, &[&queue])?, 0)?;
+        if max == 0 || !may_dispatch(&q, running) {
+            return Ok(Vec::new());
         }
-        let top: Option<i32> = tx
-            .query_one(
-                "SELECT MAX(priority) FROM jobs WHERE queue = $1 AND state = 'waiting'",
-                &[&queue],
-            )?
-            .try_get(0)?;
-        let Some(top) = top else {
-            return Ok(None);
-        };
-        // Usually the oldest job of each user (or project) at the top priority decides; only
-        // when one of those no pool can run does the decision need every waiting job.
-        let all_enabled: Vec<Pool> = all_pools(&mut tx)?
+        let pools: Vec<Pool> = all_pools(&mut tx)?
             .into_iter()
             .filter(|p| p.enabled)
             .collect();
-        let mut waiting = candidates(&mut tx, &heads_sql(q.fairness, '$'), &[&queue, &top])?;
-        if !heads_decide(&q, &waiting, &all_enabled) {
-            waiting = candidates(&mut tx, &waiting_sql('$'), &[&queue])?;
-        }
         let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
         let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-        for r in tx.query(
-            r#"SELECT "user", project, COUNT(*) FROM jobs WHERE queue = $1 AND claimed_ms >= $2 GROUP BY "user", project"#,
-            &[&queue, &since],
-        )? {
+        let st = prepared.get(&mut tx, &sql.usage)?;
+        for r in tx.query(&st, &[&queue, &since])? {
             let n = r.try_get::<_, i64>(2)? as f64;
             *usage
                 .entry(fairness_group(&q, r.try_get(0)?, r.try_get(1)?))
                 .or_default() += n;
         }
-        let pools = all_enabled;
         let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
-        for r in tx.query(
-            "SELECT pool, COUNT(*) FROM launches WHERE state IN ('requested', 'starting', 'started', 'connected', 'stopping') GROUP BY pool",
-            &[],
-        )? {
+        let st = prepared.get(&mut tx, sql.pool_running)?;
+        for r in tx.query(&st, &[])? {
             pool_running.insert(r.try_get(0)?, count(&r, 1)?);
         }
-        let Some((cand, pool)) = decide(&q, &waiting, running, &usage, &pools, &pool_running)
-        else {
-            return Ok(None);
+        let start = Start {
+            queue: &q,
+            running,
+            usage: &usage,
+            pools: &pools,
+            pool_running: &pool_running,
         };
-        let (id, pool) = (cand.queued.id, pool.clone());
-        let name = launch_name(&pool.name, id);
-        let events = vec![LaunchEvent {
-            state: LaunchState::Requested,
-            at: now_ms(),
-            detail: None,
-        }];
-        let launch_id: i64 = tx
-            .query_one(
-                "INSERT INTO launches (job, pool, name, state, events) VALUES ($1, $2, $3, 'requested', $4) RETURNING id",
-                &[&(id as i64), &pool.name, &name, &json(&events)],
-            )?
-            .try_get(0)?;
-        let changed = tx.execute(
-            "UPDATE jobs SET state = 'claimed', pool = $2, launch = $3, claimed_ms = $4 WHERE id = $1 AND state = 'waiting'",
-            &[&(id as i64), &pool.name, &launch_id, &(now_ms() as i64)],
+        let planned = plan::plan(
+            &start,
+            max,
+            &mut Loader {
+                tx: &mut tx,
+                prepared,
+                queue: &q,
+                sql: &sql,
+            },
         )?;
-        if changed != 1 {
-            return Err(corrupt("job", format!("job {id} changed during its claim")));
+        if planned.is_empty() {
+            return Ok(Vec::new());
         }
-        let job = job_in(&mut tx, id)?;
-        let launch = launch_of_job(&mut tx, id)?.expect("written above");
+        // The batch in three statements: its launch records, its jobs claimed, the jobs read.
+        let mut launches: Vec<Launch> = planned
+            .iter()
+            .map(|(c, p)| requested(0, c.queued.id, &p.name))
+            .collect();
+        let jobs: Vec<i64> = launches.iter().map(|l| l.job as i64).collect();
+        let pool_names: Vec<&str> = planned.iter().map(|(_, p)| p.name.as_str()).collect();
+        let names: Vec<&str> = launches.iter().map(|l| l.name.as_str()).collect();
+        let events: Vec<String> = launches.iter().map(|l| json(&l.events)).collect();
+        let st = prepared.get(
+            &mut tx,
+            "INSERT INTO launches (job, pool, name, state, events)
+             SELECT job, pool, name, 'requested', events
+             FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS l(job, pool, name, events)
+             RETURNING job, id",
+        )?;
+        let ids: HashMap<i64, i64> = tx
+            .query(&st, &[&jobs, &pool_names, &names, &events])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        for l in &mut launches {
+            l.id = ids[&(l.job as i64)] as u64;
+        }
+        let launch_ids: Vec<i64> = launches.iter().map(|l| l.id as i64).collect();
+        let st = prepared.get(
+            &mut tx,
+            "UPDATE jobs SET state = 'claimed', pool = c.pool, launch = c.launch, claimed_ms = $4
+             FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[]) AS c(id, pool, launch)
+             WHERE jobs.id = c.id AND jobs.state = 'waiting'",
+        )?;
+        let changed = tx.execute(&st, &[&jobs, &pool_names, &launch_ids, &(now_ms() as i64)])?;
+        if changed != jobs.len() as u64 {
+            return Err(corrupt(
+                "jobs",
+                format!(
+                    "{} of {} jobs changed during their claim",
+                    jobs.len() as u64 - changed,
+                    jobs.len()
+                ),
+            ));
+        }
+        let st = prepared.get(
+            &mut tx,
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)"),
+        )?;
+        let mut claimed: HashMap<u64, Job> = tx
+            .query(&st, &[&jobs])?
+            .iter()
+            .map(|r| job_of(r).map(|j| (j.id, j)))
+            .collect::<Result<_>>()?;
         tx.commit()?;
-        Ok(Some(Claimed { job, pool, launch }))
+        planned
+            .into_iter()
+            .zip(launches)
+            .map(|((c, pool), launch)| {
+                let job = claimed.remove(&c.queued.id).ok_or_else(|| {
+                    corrupt("job", format!("claimed job {} vanished", c.queued.id))
+                })?;
+                Ok(Claimed {
+                    job,
+                    pool: pool.clone(),
+                    launch,
+                })
+            })
+            .collect()
     }
 
     fn launch_event(
@@ -722,6 +925,19 @@ mod tests {
         ] {
             assert_eq!(redact(url), want, "{url}");
         }
+    }
+
+    #[test]
+    fn urls_name_another_database() {
+        assert_eq!(
+            on_database("postgres://postgres@127.0.0.1:54329/postgres", "x"),
+            "postgres://postgres@127.0.0.1:54329/x"
+        );
+        assert_eq!(
+            on_database("postgres://u:p@h?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(on_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 
     #[test]

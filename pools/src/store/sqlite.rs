@@ -1,19 +1,21 @@
-//! The SQLite store: one file, nothing to start. WAL journal, so readers do not block the
-//! dispatcher and a crash keeps every committed transaction; every write transaction is
-//! `BEGIN IMMEDIATE`, so two processes on one file take turns instead of both claiming.
+//! The SQLite store: one file, nothing to start. WAL journal with `synchronous=FULL`, so
+//! readers do not block the dispatcher and every commit is on disk (its fsync done) before it
+//! returns; every write transaction is `BEGIN IMMEDIATE`, so two processes on one file take
+//! turns instead of both claiming.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::plan::{self, Start, Waiting};
 use super::{
-    Candidate, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState, NewJob,
-    Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, decide, fairness_group,
-    final_event, heads_decide, heads_sql, launch_name, now_ms, pool_of, routable, waiting_sql,
+    Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
+    NewJob, Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, fairness_group,
+    final_event, now_ms, of_group, pool_of, requested, routable,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, QueueState, Queued, admit};
+use crate::queue::{QueueConfig, Queued, admit, may_dispatch};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -53,6 +55,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(queue, state, priority, user, id);
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(queue, state, priority, project, id);
+CREATE INDEX IF NOT EXISTS jobs_in_order ON jobs(queue, state, priority, id);
 CREATE INDEX IF NOT EXISTS jobs_by_claim ON jobs(queue, claimed_ms);
 CREATE TABLE IF NOT EXISTS launches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -83,6 +86,8 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Said, not left to the build's default: a claim must be on disk before its launch.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
@@ -94,46 +99,11 @@ impl SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
-
-    /// Admits many jobs in one transaction (loading a queue; the same checks as `submit`).
-    pub fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
-        let tx = self.write()?;
-        let pools = all_pools(&tx)?;
-        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if !depth.contains_key(&job.queue) {
-                let q = queue_in(&tx, &job.queue)?;
-                let waiting: u32 = tx.query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
-                    params![job.queue],
-                    |r| r.get(0),
-                )?;
-                depth.insert(job.queue.clone(), (q, waiting));
-            }
-            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
-            admit(q, *waiting)?;
-            if !routable(q, &job.requires, &pools) {
-                return Err(StoreError::Unroutable {
-                    queue: q.name.clone(),
-                    requires: json(&job.requires),
-                });
-            }
-            ids.push(insert_job(&tx, job)?);
-            *waiting += 1;
-        }
-        tx.commit()?;
-        Ok(ids)
-    }
 }
 
 /// Waiting jobs as the decision sees them.
-fn candidates(
-    tx: &Transaction<'_>,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<Candidate>> {
-    let mut st = tx.prepare_cached(sql)?;
+fn candidates(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Candidate>> {
+    let mut st = conn.prepare_cached(sql)?;
     let rows = st.query_map(args, |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -161,18 +131,18 @@ fn candidates(
 }
 
 fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<u64> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO jobs (queue, user, project, priority, requires, spec, state, submitted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'waiting', ?7)",
-        params![
+    )?
+    .execute(params![
             job.queue,
             job.user,
             job.project,
             job.priority,
             json(&job.requires),
             json(job),
-            now_s() as i64
-        ],
-    )?;
+        now_s() as i64
+    ])?;
     Ok(tx.last_insert_rowid() as u64)
 }
 
@@ -278,11 +248,8 @@ fn job_of(row: JobRow) -> Result<Job> {
 
 fn job_in(conn: &Connection, id: u64) -> Result<Job> {
     let row = conn
-        .query_row(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-            params![id as i64],
-            job_row,
-        )
+        .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row(params![id as i64], job_row)
         .optional()?
         .ok_or(StoreError::NoJob(id))?;
     job_of(row)
@@ -323,6 +290,52 @@ fn launch_of_job(conn: &Connection, job: u64) -> Result<Option<Launch>> {
     .optional()?
     .map(launch_of)
     .transpose()
+}
+
+/// Waiting jobs of one queue, read inside a claim's transaction.
+struct Loader<'a> {
+    conn: &'a Connection,
+    queue: &'a QueueConfig,
+    sql: &'a ClaimSql,
+}
+
+impl Waiting for Loader<'_> {
+    fn top_priority(&mut self, below: Option<i32>) -> Result<Option<i32>> {
+        let top = match below {
+            None => self
+                .conn
+                .prepare_cached(&self.sql.top)?
+                .query_row(params![self.queue.name], |r| r.get(0))?,
+            Some(b) => self
+                .conn
+                .prepare_cached(&self.sql.top_below)?
+                .query_row(params![self.queue.name, b], |r| r.get(0))?,
+        };
+        Ok(top)
+    }
+
+    fn heads(&mut self, priority: i32) -> Result<Vec<Candidate>> {
+        candidates(
+            self.conn,
+            &self.sql.heads,
+            params![self.queue.name, priority],
+        )
+    }
+
+    fn after(
+        &mut self,
+        priority: i32,
+        group: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Candidate>> {
+        let rows = candidates(
+            self.conn,
+            &self.sql.after,
+            params![self.queue.name, priority, group, after as i64, limit as i64],
+        )?;
+        Ok(of_group(self.queue, group, rows))
+    }
 }
 
 impl Store for SqliteStore {
@@ -442,6 +455,36 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
+    fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
+        let tx = self.write()?;
+        let pools = all_pools(&tx)?;
+        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if !depth.contains_key(&job.queue) {
+                let q = queue_in(&tx, &job.queue)?;
+                let waiting: u32 = tx.query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
+                    params![job.queue],
+                    |r| r.get(0),
+                )?;
+                depth.insert(job.queue.clone(), (q, waiting));
+            }
+            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
+            admit(q, *waiting)?;
+            if !routable(q, &job.requires, &pools) {
+                return Err(StoreError::Unroutable {
+                    queue: q.name.clone(),
+                    requires: json(&job.requires),
+                });
+            }
+            ids.push(insert_job(&tx, job)?);
+            *waiting += 1;
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     fn job(&mut self, id: u64) -> Result<Job> {
         job_in(&self.conn, id)
     }
@@ -504,41 +547,19 @@ impl Store for SqliteStore {
         Ok(job)
     }
 
-    fn claim(&mut self, queue: &str) -> Result<Option<Claimed>> {
+    fn claim_many(&mut self, queue: &str, max: usize) -> Result<Vec<Claimed>> {
         let tx = self.write()?;
         let q = queue_in(&tx, queue)?;
-        let running: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'claimed'",
-            params![queue],
-            |r| r.get(0),
-        )?;
-        if q.state == QueueState::Paused || running >= q.max_running {
-            return Ok(None);
+        let sql = ClaimSql::new(q.fairness, '?');
+        let running: u32 = tx.query_row(&sql.running, params![queue], |r| r.get(0))?;
+        if max == 0 || !may_dispatch(&q, running) {
+            return Ok(Vec::new());
         }
-        let Some(top) = tx.query_row(
-            "SELECT MAX(priority) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
-            params![queue],
-            |r| r.get::<_, Option<i32>>(0),
-        )?
-        else {
-            return Ok(None);
-        };
         let pools: Vec<Pool> = all_pools(&tx)?.into_iter().filter(|p| p.enabled).collect();
-        // Usually the oldest job of each user (or project) at the top priority decides; only
-        // when one of those no pool can run does the decision need every waiting job.
-        let mut waiting = candidates(&tx, &heads_sql(q.fairness, '?'), params![queue, top])?;
-        if !heads_decide(&q, &waiting, &pools) {
-            waiting = candidates(&tx, &waiting_sql('?'), params![queue])?;
-        }
-        if waiting.is_empty() {
-            return Ok(None);
-        }
         let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
         let mut usage: BTreeMap<String, f64> = BTreeMap::new();
         {
-            let mut st = tx.prepare(
-                "SELECT user, project, COUNT(*) FROM jobs WHERE queue = ?1 AND claimed_ms >= ?2 GROUP BY user, project",
-            )?;
+            let mut st = tx.prepare_cached(&sql.usage)?;
             let rows = st.query_map(params![queue, since], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -555,42 +576,54 @@ impl Store for SqliteStore {
         }
         let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
         {
-            let mut st = tx.prepare(
-                "SELECT pool, COUNT(*) FROM launches WHERE state IN ('requested', 'starting', 'started', 'connected', 'stopping') GROUP BY pool",
-            )?;
+            let mut st = tx.prepare_cached(sql.pool_running)?;
             let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
             for row in rows {
                 let (p, n) = row?;
                 pool_running.insert(p, n);
             }
         }
-        let Some((cand, pool)) = decide(&q, &waiting, running, &usage, &pools, &pool_running)
-        else {
-            return Ok(None);
+        let start = Start {
+            queue: &q,
+            running,
+            usage: &usage,
+            pools: &pools,
+            pool_running: &pool_running,
         };
-        let (id, pool) = (cand.queued.id, pool.clone());
-        let name = launch_name(&pool.name, id);
-        let events = vec![LaunchEvent {
-            state: LaunchState::Requested,
-            at: now_ms(),
-            detail: None,
-        }];
-        tx.execute(
-            "INSERT INTO launches (job, pool, name, state, events) VALUES (?1, ?2, ?3, 'requested', ?4)",
-            params![id as i64, pool.name, name, json(&events)],
+        let planned = plan::plan(
+            &start,
+            max,
+            &mut Loader {
+                conn: &tx,
+                queue: &q,
+                sql: &sql,
+            },
         )?;
-        let launch_id = tx.last_insert_rowid();
-        let changed = tx.execute(
-            "UPDATE jobs SET state = 'claimed', pool = ?2, launch = ?3, claimed_ms = ?4 WHERE id = ?1 AND state = 'waiting'",
-            params![id as i64, pool.name, launch_id, now_ms() as i64],
-        )?;
-        if changed != 1 {
-            return Err(corrupt("job", format!("job {id} changed during its claim")));
+        let mut out = Vec::with_capacity(planned.len());
+        for (c, pool) in planned {
+            let id = c.queued.id;
+            let mut launch = requested(0, id, &pool.name);
+            tx.prepare_cached(
+                "INSERT INTO launches (job, pool, name, state, events) VALUES (?1, ?2, ?3, 'requested', ?4)",
+            )?
+            .execute(params![id as i64, pool.name, launch.name, json(&launch.events)])?;
+            launch.id = tx.last_insert_rowid() as u64;
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = 'claimed', pool = ?2, launch = ?3, claimed_ms = ?4 WHERE id = ?1 AND state = 'waiting'",
+                )?
+                .execute(params![id as i64, pool.name, launch.id as i64, now_ms() as i64])?;
+            if changed != 1 {
+                return Err(corrupt("job", format!("job {id} changed during its claim")));
+            }
+            out.push(Claimed {
+                job: job_in(&tx, id)?,
+                pool: pool.clone(),
+                launch,
+            });
         }
-        let job = job_in(&tx, id)?;
-        let launch = launch_of_job(&tx, id)?.expect("written above");
         tx.commit()?;
-        Ok(Some(Claimed { job, pool, launch }))
+        Ok(out)
     }
 
     fn launch_event(

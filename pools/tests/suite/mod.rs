@@ -299,6 +299,149 @@ pub fn two_dispatchers_never_claim_a_job_twice(open: Open) {
     );
 }
 
+/// Several dispatchers, each on its own connection, claiming in batches of different sizes.
+pub fn dispatchers_in_batches_never_claim_a_job_twice(open: Open) {
+    let mut s = open();
+    s.create_pool(&pool("cpu", &[])).unwrap();
+    s.create_queue(&queue("q", 1000, 1000)).unwrap();
+    let jobs: Vec<NewJob> = (0..300).map(|i| job("q", ["a", "b", "c"][i % 3])).collect();
+    assert_eq!(s.submit_many(&jobs).unwrap().len(), 300);
+    drop(s);
+    let all: Vec<u64> = std::thread::scope(|scope| {
+        let workers: Vec<_> = [1, 7, 16]
+            .into_iter()
+            .map(|batch| {
+                scope.spawn(move || {
+                    let mut s = open();
+                    let mut got = Vec::new();
+                    loop {
+                        let claimed = s.claim_many("q", batch).unwrap();
+                        assert!(claimed.len() <= batch);
+                        if claimed.is_empty() {
+                            break got;
+                        }
+                        for c in claimed {
+                            assert_eq!(c.job.state, JobState::Claimed);
+                            assert_eq!(c.launch.job, c.job.id);
+                            assert_eq!(c.job.launch, Some(c.launch.id));
+                            got.push(c.job.id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let unique: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(
+        (all.len(), unique.len()),
+        (300, 300),
+        "every job claimed exactly once"
+    );
+    let mut s = open();
+    let active = s.active().unwrap();
+    assert_eq!(active.len(), 300, "every claim committed with its launch");
+    assert!(
+        active
+            .iter()
+            .all(|c| c.launch.name == format!("cpu-j{}", c.job.id))
+    );
+}
+
+/// A batch takes the jobs, in the order and on the pools, that as many single claims take:
+/// two mirrored queues, each with its own pools, one claimed one job at a time and one in a
+/// batch. Priorities, weights, a pool's limit and work no enabled pool can run included.
+pub fn a_batch_claims_what_single_claims_would(open: Open) {
+    let mut s = open();
+    for side in ["one", "many"] {
+        let mut gpu = pool(&format!("{side}-gpu"), &["gpu:A100"]);
+        gpu.max_launches = 2;
+        s.create_pool(&gpu).unwrap();
+        s.create_pool(&pool(&format!("{side}-cpu"), &[])).unwrap();
+        let mut off = pool(&format!("{side}-off"), &["gpu:H100"]);
+        off.enabled = false;
+        s.create_pool(&off).unwrap();
+        let mut q = queue(side, 15, 1000);
+        q.pools = ["gpu", "cpu", "off"]
+            .iter()
+            .map(|p| format!("{side}-{p}"))
+            .collect();
+        q.weights = [("u0".to_string(), 2.0)].into();
+        s.create_queue(&q).unwrap();
+        let jobs: Vec<NewJob> = (0..40)
+            .map(|i| {
+                let mut j = job(side, &format!("u{}", i % 4));
+                j.priority = [0, 0, 1][i % 3];
+                j.requires = match i % 7 {
+                    0 => parse_tags(&["gpu:A100"]).unwrap(),
+                    1 => parse_tags(&["gpu:H100"]).unwrap(),
+                    _ => Default::default(),
+                };
+                j
+            })
+            .collect();
+        s.submit_many(&jobs).unwrap();
+    }
+    // As "side-relative job, user, priority, pool kind".
+    let shape = |c: &minicluster_pools::store::Claimed, first: u64| {
+        let side = &c.job.spec.queue;
+        (
+            c.job.id - first,
+            c.job.spec.user.clone(),
+            c.job.spec.priority,
+            c.pool
+                .name
+                .trim_start_matches(&format!("{side}-"))
+                .to_string(),
+        )
+    };
+    let first_of = |s: &mut Box<dyn Store>, q: &str| {
+        s.jobs(&JobFilter {
+            queue: Some(q.into()),
+            ..JobFilter::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .min()
+        .unwrap()
+    };
+    let (one_first, many_first) = (first_of(&mut s, "one"), first_of(&mut s, "many"));
+    let mut one = Vec::new();
+    while let Some(c) = s.claim("one").unwrap() {
+        one.push(shape(&c, one_first));
+    }
+    let many: Vec<_> = s
+        .claim_many("many", 100)
+        .unwrap()
+        .iter()
+        .map(|c| shape(c, many_first))
+        .collect();
+    assert_eq!(many, one);
+    assert!(many.len() > 2, "{many:?}");
+    assert!(
+        many.iter().filter(|(_, _, _, p)| p == "gpu").count() <= 2,
+        "the gpu pool's limit: {many:?}"
+    );
+    let n = many.len() as u32;
+    // The batch is committed: a fresh connection sees each job claimed with its launch.
+    drop(s);
+    let mut s = open();
+    let counts = s.counts("many").unwrap();
+    assert_eq!(counts.get(&JobState::Claimed), Some(&n), "{counts:?}");
+    assert_eq!(
+        s.active()
+            .unwrap()
+            .iter()
+            .filter(|c| c.job.spec.queue == "many")
+            .count() as u32,
+        n
+    );
+}
+
 pub fn fair_share_between_two_users(open: Open) {
     let mut s = open();
     s.create_pool(&pool("cpu", &[])).unwrap();
@@ -364,6 +507,14 @@ macro_rules! store_suite {
         #[test]
         fn two_dispatchers_never_claim_a_job_twice() {
             $fresh(|open| suite::two_dispatchers_never_claim_a_job_twice(open));
+        }
+        #[test]
+        fn dispatchers_in_batches_never_claim_a_job_twice() {
+            $fresh(|open| suite::dispatchers_in_batches_never_claim_a_job_twice(open));
+        }
+        #[test]
+        fn a_batch_claims_what_single_claims_would() {
+            $fresh(|open| suite::a_batch_claims_what_single_claims_would(open));
         }
         #[test]
         fn fair_share_between_two_users() {
