@@ -720,3 +720,24 @@ impl Store for SqliteStore {
         rows.map(|r| launch_of(r?)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_is_on_disk_before_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("mc.db")).unwrap();
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let synchronous: i64 = s
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        // 2 is FULL: in WAL mode, every commit syncs the log.
+        assert_eq!((mode.as_str(), synchronous), ("wal", 2));
+    }
+}
