@@ -242,7 +242,8 @@ pub struct LaunchArgs {
     /// Number of brokers.
     #[arg(long)]
     pub size: Option<u32>,
-    /// Container image (docker, kubernetes).
+    /// Container image (docker, kubernetes): one with Flux on its PATH (or on the PATH the
+    /// spec's environment gives). Without -f FILE no Flux view is added to it on Kubernetes.
     #[arg(long)]
     pub image: Option<String>,
     /// First broker port (process launcher; default: free ports).

@@ -59,6 +59,18 @@ impl Request {
             if let Some(img) = &self.image {
                 c.image = img.clone();
             }
+        }
+        if self.file.is_none() && self.image.is_some() {
+            // From flags, --image names an image with Flux (as Docker needs): no view is
+            // added on Kubernetes either. With a file, the file decides.
+            mc.spec
+                .flux
+                .get_or_insert_with(Default::default)
+                .container
+                .get_or_insert_with(Default::default)
+                .disable = true;
+        }
+        if let Some(c) = mc.spec.containers.get_mut(idx) {
             if !self.command.is_empty() {
                 let command = shell_words::join(&self.command);
                 // `run -- flux run -N4 ./app`: wrapped in submit mode's `flux submit`, it
@@ -127,6 +139,26 @@ mod tests {
             launcher_mode(&mc),
             None,
             "plain commands stay in submit mode"
+        );
+    }
+
+    #[test]
+    fn an_image_from_flags_brings_its_own_flux() {
+        let mc = Request {
+            size: Some(2),
+            image: Some("my/flux:1".into()),
+            command: vec!["hostname".into()],
+            ..Request::default()
+        }
+        .minicluster()
+        .unwrap();
+        assert!(mc.spec.flux.unwrap().container.unwrap().disable);
+        let mc = from_flags(&["hostname"]).unwrap();
+        assert!(
+            !mc.spec
+                .flux
+                .and_then(|f| f.container)
+                .is_some_and(|c| c.disable)
         );
     }
 
