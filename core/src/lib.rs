@@ -6,6 +6,7 @@ pub mod cert;
 pub mod config;
 pub mod description;
 mod error;
+pub mod exit_codes;
 pub mod hostlist;
 pub mod names;
 pub mod spec;

@@ -42,6 +42,18 @@ pub enum Sub {
         /// Directory to copy the entrypoint into (created if missing).
         dir: PathBuf,
     },
+    /// Exit 0 when this pod's broker runs (a worker: once it joined its parent), else 1
+    /// saying why: the broker pods' readiness probe.
+    Ready {
+        /// The cluster description (where the broker's socket is).
+        #[arg(
+            long,
+            env = "MC_DESCRIPTION",
+            value_name = "FILE",
+            default_value = "/etc/minicluster/description.json"
+        )]
+        description: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]

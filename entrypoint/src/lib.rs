@@ -11,9 +11,11 @@ pub mod facts;
 pub mod files;
 pub mod identity;
 pub mod plan;
+pub mod ready;
 pub mod run;
 pub mod signals;
 pub mod supervise;
+pub mod termination;
 pub mod wait;
 
 #[cfg(test)]

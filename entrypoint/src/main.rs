@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -7,7 +8,7 @@ use minicluster_entrypoint::cli::{Cli, StartArgs, Sub};
 use minicluster_entrypoint::plan::{self, Settings};
 use minicluster_entrypoint::signals::Stop;
 use minicluster_entrypoint::supervise::StopPolicy;
-use minicluster_entrypoint::{Error, batch, exit_file, facts, run};
+use minicluster_entrypoint::{Error, batch, exit_file, facts, run, termination};
 
 fn main() -> ExitCode {
     let started = Instant::now();
@@ -15,12 +16,18 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Sub::Batch(a)) => batch::run(&a.flux, &a.file, a.raw, a.cwd.as_deref()),
         Some(Sub::Install { dir }) => install(dir),
+        Some(Sub::Ready { description }) => ready(description),
         None => start(&cli.start, started),
     };
     if let Err(e) = &result {
         eprintln!("entrypoint: error: {e}");
+        termination::report(
+            Path::new(termination::KUBERNETES_MESSAGE),
+            &format!("entrypoint: error: {e}"),
+        );
     }
-    // The same code the exit file got (run::execute), so the two never disagree.
+    // The exit file (run::execute) keeps the command's exact code; the container's may say
+    // more (termination::container_code).
     ExitCode::from(exit_file::exit_code(&result))
 }
 
@@ -101,6 +108,31 @@ fn install(dir: &std::path::Path) -> Result<i32, Error> {
     minicluster_entrypoint::files::write_atomic(&dest, &bytes, 0o755)?;
     eprintln!("entrypoint: installed {}", dest.display());
     Ok(0)
+}
+
+/// The readiness probe: exit 0 when the broker runs, else 1 with the reason.
+fn ready(description: &std::path::Path) -> Result<i32, Error> {
+    let d = read_description(description)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Program {
+            what: "the readiness check".into(),
+            reason: e.to_string(),
+        })?;
+    match rt.block_on(minicluster_entrypoint::ready::check(
+        &d,
+        std::time::Duration::from_secs(2),
+    )) {
+        Ok(state) => {
+            println!("ready: the broker is in state {state}");
+            Ok(0)
+        }
+        Err(why) => {
+            println!("not ready: {why}");
+            Ok(1)
+        }
+    }
 }
 
 fn read_description(path: &std::path::Path) -> Result<ClusterDescription, Error> {
