@@ -463,10 +463,18 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
     let mut calls = sweep_finds_nothing();
     calls.extend([
         get(job_path, not_found()),
+        // The Job first, then what it owns; the Service, which may be shared, gains it as
+        // an owner by a merge.
+        call(
+            Method::PATCH,
+            job_path,
+            Reply::Json(json!({"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "gpu-j1", "namespace": NS, "uid": "job-uid"}})),
+        ),
         call(Method::PATCH, "/api/v1/namespaces/hpc/secrets/gpu-j1-curve-cert", Reply::Echo),
         call(Method::PATCH, "/api/v1/namespaces/hpc/configmaps/gpu-j1-description", Reply::Echo),
         call(Method::PATCH, "/api/v1/namespaces/hpc/services/gpu-j1", Reply::Echo),
-        call(Method::PATCH, job_path, Reply::Echo),
+        call(Method::PATCH, "/api/v1/namespaces/hpc/services/gpu-j1", Reply::Echo),
         get(
             job_path,
             Reply::Json(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "gpu-j1", "namespace": NS},
@@ -493,7 +501,7 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
             Some("OOM killed: rank 0 (exit code 137)")
         )
     );
-    let applied_job = &seen[6].body;
+    let applied_job = &seen[3].body;
     assert_eq!(applied_job["spec"]["completionMode"], "Indexed");
     assert_eq!(applied_job["spec"]["backoffLimit"], 0);
     assert_eq!(
@@ -509,9 +517,19 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
         "gpu"
     );
     assert!(
-        seen[3..7]
+        seen[3..8]
             .iter()
             .all(|s| s.uri.contains("fieldManager=minicluster-cli"))
+    );
+    for owned in [&seen[4].body, &seen[5].body] {
+        assert_eq!(
+            owned["metadata"]["ownerReferences"][0]["uid"], "job-uid",
+            "{owned}"
+        );
+    }
+    assert_eq!(
+        seen[7].body["metadata"]["ownerReferences"][0]["uid"],
+        "job-uid"
     );
     let t = rig.timeline();
     assert_eq!(

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::pool::Pool;
-use crate::queue::{Fairness, QueueConfig, Queued, Refusal, next};
+use crate::queue::{Fairness, QueueConfig, Queued, Refusal, admit, next};
 use crate::routing::eligible;
 use crate::tags::Tags;
 
@@ -459,6 +459,32 @@ pub fn decide<'a>(
             && pool_running.get(&p.name).copied().unwrap_or(0) < p.max_launches
     })?;
     Some((cand, pool))
+}
+
+/// Admission of submissions, all or none: each queue's limits counting the jobs before it,
+/// and some pool of the queue able to run each job. `queue` loads a queue and how many of its
+/// jobs wait (once per queue).
+pub(crate) fn admit_all(
+    jobs: &[NewJob],
+    pools: &[Pool],
+    mut queue: impl FnMut(&str) -> Result<(QueueConfig, u32)>,
+) -> Result<()> {
+    let mut depth: BTreeMap<&str, (QueueConfig, u32)> = BTreeMap::new();
+    for job in jobs {
+        let (q, waiting) = match depth.entry(&job.queue) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(queue(&job.queue)?),
+        };
+        admit(q, *waiting)?;
+        if !routable(q, &job.requires, pools) {
+            return Err(StoreError::Unroutable {
+                queue: q.name.clone(),
+                requires: serde_json::to_string(&job.requires).expect("tags serialise"),
+            });
+        }
+        *waiting += 1;
+    }
+    Ok(())
 }
 
 /// Whether some pool of the queue could ever run a job with these requirements (submit

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{Candidate, Result};
+use super::{Candidate, Result, USAGE_WINDOW_MS, now_ms};
 use crate::pool::Pool;
 use crate::queue::{Index, QueueConfig, Queued, may_dispatch};
 use crate::routing::RouteTable;
@@ -40,6 +40,50 @@ pub trait Waiting {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Candidate>>;
+}
+
+/// The rest of what a claim reads of its queue (a backend, in the claim's transaction).
+pub trait Claiming: Waiting {
+    /// Jobs of the queue claimed and not ended.
+    fn running(&mut self) -> Result<u32>;
+    /// Every pool.
+    fn pools(&mut self) -> Result<Vec<Pool>>;
+    /// How many jobs of the queue each user and project had claimed since `since` (Unix ms).
+    fn claims_since(&mut self, since: u64) -> Result<Vec<(String, String, f64)>>;
+    /// Launches not ended, per pool.
+    fn pool_running(&mut self) -> Result<BTreeMap<String, u32>>;
+}
+
+/// Up to `max` claims of queue `q`, read through `c`: each job with its pool, in the order
+/// they are made. None when the queue is paused or at its `max_running`.
+pub fn claims(
+    q: &QueueConfig,
+    max: usize,
+    c: &mut impl Claiming,
+) -> Result<Vec<(Candidate, Pool)>> {
+    let running = c.running()?;
+    if max == 0 || !may_dispatch(q, running) {
+        return Ok(Vec::new());
+    }
+    let pools: Vec<Pool> = c.pools()?.into_iter().filter(|p| p.enabled).collect();
+    let mut usage: BTreeMap<String, f64> = BTreeMap::new();
+    for (user, project, n) in c.claims_since(now_ms().saturating_sub(USAGE_WINDOW_MS))? {
+        *usage
+            .entry(q.group(&user, &project).to_string())
+            .or_default() += n;
+    }
+    let pool_running = c.pool_running()?;
+    let start = Start {
+        queue: q,
+        running,
+        usage: &usage,
+        pools: &pools,
+        pool_running: &pool_running,
+    };
+    Ok(plan(&start, max, c)?
+        .into_iter()
+        .map(|(job, pool)| (job, pool.clone()))
+        .collect())
 }
 
 /// What the claims of one queue start from.

@@ -24,14 +24,14 @@ use ::postgres::{
     Client, Config, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction,
 };
 
-use super::plan::{self, Start, Waiting};
+use super::plan::{self, Claiming, Waiting};
 use super::{
     Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
-    NewJob, Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, fairness_group,
-    final_event, now_ms, of_group, pool_of, requested, routable,
+    NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event, now_ms,
+    of_group, pool_of, requested,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, Queued, admit, may_dispatch};
+use crate::queue::{QueueConfig, Queued};
 
 /// The advisory lock key every write transaction takes ("mcpools" and a version byte).
 /// Advisory locks are per database, so stores on different databases do not wait for each
@@ -417,6 +417,35 @@ impl Waiting for Loader<'_, '_> {
     }
 }
 
+impl Claiming for Loader<'_, '_> {
+    fn running(&mut self) -> Result<u32> {
+        let st = self.prepared.get(self.tx, &self.sql.running)?;
+        count(&self.tx.query_one(&st, &[&self.queue.name])?, 0)
+    }
+
+    fn pools(&mut self) -> Result<Vec<Pool>> {
+        all_pools(self.tx)
+    }
+
+    fn claims_since(&mut self, since: u64) -> Result<Vec<(String, String, f64)>> {
+        let st = self.prepared.get(self.tx, &self.sql.usage)?;
+        self.tx
+            .query(&st, &[&self.queue.name, &(since as i64)])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<_, i64>(2)? as f64)))
+            .collect()
+    }
+
+    fn pool_running(&mut self) -> Result<BTreeMap<String, u32>> {
+        let st = self.prepared.get(self.tx, self.sql.pool_running)?;
+        self.tx
+            .query(&st, &[])?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, count(r, 1)?)))
+            .collect()
+    }
+}
+
 /// Inserts jobs already admitted, many rows per statement.
 fn insert_jobs(tx: &mut Transaction<'_>, jobs: &[NewJob]) -> Result<Vec<u64>> {
     let mut ids = Vec::with_capacity(jobs.len());
@@ -550,61 +579,20 @@ impl Store for PostgresStore {
     }
 
     fn submit(&mut self, job: &NewJob) -> Result<u64> {
-        let mut tx = self.write()?;
-        let q = queue_in(&mut tx, &job.queue)?;
-        let waiting = count_one(
-            &mut tx,
-            "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'waiting'",
-            &job.queue,
-        )?;
-        admit(&q, waiting)?;
-        if !routable(&q, &job.requires, &all_pools(&mut tx)?) {
-            return Err(StoreError::Unroutable {
-                queue: q.name.clone(),
-                requires: json(&job.requires),
-            });
-        }
-        let row = tx.query_one(
-            r#"INSERT INTO jobs (queue, "user", project, priority, requires, spec, state, submitted) VALUES ($1, $2, $3, $4, $5, $6, 'waiting', $7) RETURNING id"#,
-            &[
-                &job.queue,
-                &job.user,
-                &job.project,
-                &job.priority,
-                &json(&job.requires),
-                &json(job),
-                &(now_s() as i64),
-            ],
-        )?;
-        let id = row.try_get::<_, i64>(0)? as u64;
-        tx.commit()?;
-        Ok(id)
+        Ok(self.submit_many(std::slice::from_ref(job))?[0])
     }
 
     fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
         let mut tx = self.write()?;
         let pools = all_pools(&mut tx)?;
-        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
-        for job in jobs {
-            if !depth.contains_key(&job.queue) {
-                let q = queue_in(&mut tx, &job.queue)?;
-                let waiting = count_one(
-                    &mut tx,
-                    "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'waiting'",
-                    &job.queue,
-                )?;
-                depth.insert(job.queue.clone(), (q, waiting));
-            }
-            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
-            admit(q, *waiting)?;
-            if !routable(q, &job.requires, &pools) {
-                return Err(StoreError::Unroutable {
-                    queue: q.name.clone(),
-                    requires: json(&job.requires),
-                });
-            }
-            *waiting += 1;
-        }
+        admit_all(jobs, &pools, |name| {
+            let waiting = count_one(
+                &mut tx,
+                "SELECT COUNT(*) FROM jobs WHERE queue = $1 AND state = 'waiting'",
+                name,
+            )?;
+            Ok((queue_in(&mut tx, name)?, waiting))
+        })?;
         let ids = insert_jobs(&mut tx, jobs)?;
         tx.commit()?;
         Ok(ids)
@@ -683,38 +671,8 @@ impl Store for PostgresStore {
         let mut tx = write(client)?;
         let q = queue_in(&mut tx, queue)?;
         let sql = ClaimSql::new(q.fairness, '$');
-        let st = prepared.get(&mut tx, &sql.running)?;
-        let running = count(&tx.query_one(&st, &[&queue])?, 0)?;
-        if max == 0 || !may_dispatch(&q, running) {
-            return Ok(Vec::new());
-        }
-        let pools: Vec<Pool> = all_pools(&mut tx)?
-            .into_iter()
-            .filter(|p| p.enabled)
-            .collect();
-        let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
-        let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-        let st = prepared.get(&mut tx, &sql.usage)?;
-        for r in tx.query(&st, &[&queue, &since])? {
-            let n = r.try_get::<_, i64>(2)? as f64;
-            *usage
-                .entry(fairness_group(&q, r.try_get(0)?, r.try_get(1)?))
-                .or_default() += n;
-        }
-        let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
-        let st = prepared.get(&mut tx, sql.pool_running)?;
-        for r in tx.query(&st, &[])? {
-            pool_running.insert(r.try_get(0)?, count(&r, 1)?);
-        }
-        let start = Start {
-            queue: &q,
-            running,
-            usage: &usage,
-            pools: &pools,
-            pool_running: &pool_running,
-        };
-        let planned = plan::plan(
-            &start,
+        let planned = plan::claims(
+            &q,
             max,
             &mut Loader {
                 tx: &mut tx,
@@ -785,11 +743,7 @@ impl Store for PostgresStore {
                 let job = claimed.remove(&c.queued.id).ok_or_else(|| {
                     corrupt("job", format!("claimed job {} vanished", c.queued.id))
                 })?;
-                Ok(Claimed {
-                    job,
-                    pool: pool.clone(),
-                    launch,
-                })
+                Ok(Claimed { job, pool, launch })
             })
             .collect()
     }

@@ -8,14 +8,14 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::plan::{self, Start, Waiting};
+use super::plan::{self, Claiming, Waiting};
 use super::{
     Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
-    NewJob, Outcome, Put, Result, Store, StoreError, USAGE_WINDOW_MS, corrupt, fairness_group,
-    final_event, now_ms, of_group, pool_of, requested, routable,
+    NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event, now_ms,
+    of_group, pool_of, requested,
 };
 use crate::pool::Pool;
-use crate::queue::{QueueConfig, Queued, admit, may_dispatch};
+use crate::queue::{QueueConfig, Queued};
 
 pub struct SqliteStore {
     conn: Connection,
@@ -338,6 +338,33 @@ impl Waiting for Loader<'_> {
     }
 }
 
+impl Claiming for Loader<'_> {
+    fn running(&mut self) -> Result<u32> {
+        Ok(self
+            .conn
+            .prepare_cached(&self.sql.running)?
+            .query_row(params![self.queue.name], |r| r.get(0))?)
+    }
+
+    fn pools(&mut self) -> Result<Vec<Pool>> {
+        all_pools(self.conn)
+    }
+
+    fn claims_since(&mut self, since: u64) -> Result<Vec<(String, String, f64)>> {
+        let mut st = self.conn.prepare_cached(&self.sql.usage)?;
+        let rows = st.query_map(params![self.queue.name, since as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn pool_running(&mut self) -> Result<BTreeMap<String, u32>> {
+        let mut st = self.conn.prepare_cached(self.sql.pool_running)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 impl Store for SqliteStore {
     fn create_pool(&mut self, p: &Pool) -> Result<()> {
         let tx = self.write()?;
@@ -436,51 +463,23 @@ impl Store for SqliteStore {
     }
 
     fn submit(&mut self, job: &NewJob) -> Result<u64> {
-        let tx = self.write()?;
-        let q = queue_in(&tx, &job.queue)?;
-        let waiting: u32 = tx.query_row(
-            "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
-            params![job.queue],
-            |r| r.get(0),
-        )?;
-        admit(&q, waiting)?;
-        if !routable(&q, &job.requires, &all_pools(&tx)?) {
-            return Err(StoreError::Unroutable {
-                queue: q.name.clone(),
-                requires: json(&job.requires),
-            });
-        }
-        let id = insert_job(&tx, job)?;
-        tx.commit()?;
-        Ok(id)
+        Ok(self.submit_many(std::slice::from_ref(job))?[0])
     }
 
     fn submit_many(&mut self, jobs: &[NewJob]) -> Result<Vec<u64>> {
         let tx = self.write()?;
-        let pools = all_pools(&tx)?;
-        let mut depth: BTreeMap<String, (QueueConfig, u32)> = BTreeMap::new();
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            if !depth.contains_key(&job.queue) {
-                let q = queue_in(&tx, &job.queue)?;
-                let waiting: u32 = tx.query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
-                    params![job.queue],
-                    |r| r.get(0),
-                )?;
-                depth.insert(job.queue.clone(), (q, waiting));
-            }
-            let (q, waiting) = depth.get_mut(&job.queue).expect("inserted above");
-            admit(q, *waiting)?;
-            if !routable(q, &job.requires, &pools) {
-                return Err(StoreError::Unroutable {
-                    queue: q.name.clone(),
-                    requires: json(&job.requires),
-                });
-            }
-            ids.push(insert_job(&tx, job)?);
-            *waiting += 1;
-        }
+        admit_all(jobs, &all_pools(&tx)?, |name| {
+            let waiting = tx.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND state = 'waiting'",
+                params![name],
+                |r| r.get(0),
+            )?;
+            Ok((queue_in(&tx, name)?, waiting))
+        })?;
+        let ids = jobs
+            .iter()
+            .map(|job| insert_job(&tx, job))
+            .collect::<Result<_>>()?;
         tx.commit()?;
         Ok(ids)
     }
@@ -551,47 +550,8 @@ impl Store for SqliteStore {
         let tx = self.write()?;
         let q = queue_in(&tx, queue)?;
         let sql = ClaimSql::new(q.fairness, '?');
-        let running: u32 = tx.query_row(&sql.running, params![queue], |r| r.get(0))?;
-        if max == 0 || !may_dispatch(&q, running) {
-            return Ok(Vec::new());
-        }
-        let pools: Vec<Pool> = all_pools(&tx)?.into_iter().filter(|p| p.enabled).collect();
-        let since = now_ms().saturating_sub(USAGE_WINDOW_MS) as i64;
-        let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-        {
-            let mut st = tx.prepare_cached(&sql.usage)?;
-            let rows = st.query_map(params![queue, since], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, f64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (user, project, n) = row?;
-                *usage
-                    .entry(fairness_group(&q, &user, &project))
-                    .or_default() += n;
-            }
-        }
-        let mut pool_running: BTreeMap<String, u32> = BTreeMap::new();
-        {
-            let mut st = tx.prepare_cached(sql.pool_running)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))?;
-            for row in rows {
-                let (p, n) = row?;
-                pool_running.insert(p, n);
-            }
-        }
-        let start = Start {
-            queue: &q,
-            running,
-            usage: &usage,
-            pools: &pools,
-            pool_running: &pool_running,
-        };
-        let planned = plan::plan(
-            &start,
+        let planned = plan::claims(
+            &q,
             max,
             &mut Loader {
                 conn: &tx,
@@ -606,7 +566,12 @@ impl Store for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO launches (job, pool, name, state, events) VALUES (?1, ?2, ?3, 'requested', ?4)",
             )?
-            .execute(params![id as i64, pool.name, launch.name, json(&launch.events)])?;
+            .execute(params![
+                id as i64,
+                pool.name,
+                launch.name,
+                json(&launch.events)
+            ])?;
             launch.id = tx.last_insert_rowid() as u64;
             let changed = tx
                 .prepare_cached(
@@ -618,7 +583,7 @@ impl Store for SqliteStore {
             }
             out.push(Claimed {
                 job: job_in(&tx, id)?,
-                pool: pool.clone(),
+                pool,
                 launch,
             });
         }

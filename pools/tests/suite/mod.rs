@@ -265,52 +265,28 @@ pub fn import_is_one_transaction_and_refuses_stale_diffs(open: Open) {
 }
 
 pub fn two_dispatchers_never_claim_a_job_twice(open: Open) {
-    let mut s = open();
-    s.create_pool(&pool("cpu", &[])).unwrap();
-    s.create_queue(&queue("q", 1000, 1000)).unwrap();
-    for i in 0..200 {
-        s.submit(&job("q", if i % 2 == 0 { "a" } else { "b" }))
-            .unwrap();
-    }
-    drop(s);
-    let all: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut s = open();
-                    let mut got = Vec::new();
-                    while let Some(c) = s.claim("q").unwrap() {
-                        got.push(c.job.id);
-                    }
-                    got
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap())
-            .collect()
-    });
-    let unique: BTreeSet<u64> = all.iter().copied().collect();
-    assert_eq!(
-        (all.len(), unique.len()),
-        (200, 200),
-        "every job claimed exactly once"
-    );
+    claim_at_once(open, 200, &[1, 1]);
 }
 
-/// Several dispatchers, each on its own connection, claiming in batches of different sizes.
 pub fn dispatchers_in_batches_never_claim_a_job_twice(open: Open) {
+    claim_at_once(open, 300, &[1, 7, 16]);
+}
+
+/// Dispatchers, each on a connection of its own and claiming in batches of its size, empty a
+/// queue of `jobs` at once: each job is claimed once, with its launch, and committed.
+fn claim_at_once(open: Open, jobs: usize, batches: &[usize]) {
     let mut s = open();
     s.create_pool(&pool("cpu", &[])).unwrap();
     s.create_queue(&queue("q", 1000, 1000)).unwrap();
-    let jobs: Vec<NewJob> = (0..300).map(|i| job("q", ["a", "b", "c"][i % 3])).collect();
-    assert_eq!(s.submit_many(&jobs).unwrap().len(), 300);
+    let submitted: Vec<NewJob> = (0..jobs)
+        .map(|i| job("q", ["a", "b", "c"][i % 3]))
+        .collect();
+    assert_eq!(s.submit_many(&submitted).unwrap().len(), jobs);
     drop(s);
     let all: Vec<u64> = std::thread::scope(|scope| {
-        let workers: Vec<_> = [1, 7, 16]
-            .into_iter()
-            .map(|batch| {
+        let workers: Vec<_> = batches
+            .iter()
+            .map(|&batch| {
                 scope.spawn(move || {
                     let mut s = open();
                     let mut got = Vec::new();
@@ -338,12 +314,11 @@ pub fn dispatchers_in_batches_never_claim_a_job_twice(open: Open) {
     let unique: BTreeSet<u64> = all.iter().copied().collect();
     assert_eq!(
         (all.len(), unique.len()),
-        (300, 300),
+        (jobs, jobs),
         "every job claimed exactly once"
     );
-    let mut s = open();
-    let active = s.active().unwrap();
-    assert_eq!(active.len(), 300, "every claim committed with its launch");
+    let active = open().active().unwrap();
+    assert_eq!(active.len(), jobs, "every claim committed with its launch");
     assert!(
         active
             .iter()
