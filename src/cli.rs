@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "minicluster", version, about, long_about = None)]
 pub struct Cli {
-    /// More output (-v: info, -vv: debug). MINICLUSTER_LOG overrides (e.g. MINICLUSTER_LOG=debug).
+    /// More output (-v: what we do, -vv: our debug lines, -vvv: every library's too).
+    /// MINICLUSTER_LOG overrides (a tracing filter, e.g. MINICLUSTER_LOG=minicluster_operator=debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// The control plane's URL (serve's clients: pools, queues, submit, jobs, job, cancel,
@@ -26,12 +27,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Our crates, by their tracing targets.
+const OURS: &[&str] = &[
+    "minicluster",
+    "minicluster_operator",
+    "minicluster_launcher",
+    "minicluster_pools",
+    "minicluster_core",
+    "flux_client",
+];
+
 impl Cli {
-    pub fn log_level(&self) -> &'static str {
+    /// The tracing filter for `-v`s: our crates at info, then debug; libraries (the
+    /// Kubernetes client, TLS, HTTP) stay at warn unless -vvv asks for them.
+    pub fn log_filter(&self) -> String {
+        let ours = |level: &str| {
+            std::iter::once("warn".to_string())
+                .chain(OURS.iter().map(|c| format!("{c}={level}")))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         match self.verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
+            0 => "warn".into(),
+            1 => ours("info"),
+            2 => ours("debug"),
+            _ => "debug".into(),
         }
     }
 }
@@ -174,18 +194,28 @@ impl RunnerArgs {
             runner_image: self.runner_image.clone(),
             runner_pull_policy: self.runner_pull_policy.clone(),
             cluster_domain: cluster_domain.to_string(),
+            server: Default::default(),
         }
     }
 }
 
 #[derive(Args, Debug)]
 pub struct ManifestsArgs {
-    /// Directory to write crd.yaml, rbac.yaml and operator.yaml into.
+    /// Directory to write crd.yaml, namespace.yaml, operator.yaml and rbac.yaml into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Image of the operator Deployment.
+    /// Image of the operator Deployment, also the runner image broker pods take the
+    /// entrypoint from (build it from Dockerfile.runner).
     #[arg(long, value_name = "IMAGE", default_value = minicluster_operator::build::DEFAULT_RUNNER_IMAGE)]
     pub image: String,
+    /// Pull policy of that image.
+    #[arg(long, value_name = "POLICY", default_value = minicluster_operator::build::DEFAULT_RUNNER_PULL_POLICY,
+        value_parser = ["IfNotPresent", "Always", "Never"])]
+    pub pull_policy: String,
+    /// Install for one namespace: the operator runs there, watches only it, and gets a Role
+    /// there instead of a ClusterRole (the CRD stays cluster-wide).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,8 +14,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MINICLUSTER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_level())),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cli.log_filter())),
         )
+        // Colour only for a terminal: logs redirected to a file or collected from a pod
+        // stay plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .init();

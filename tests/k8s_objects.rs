@@ -305,7 +305,7 @@ fn committed_deploy_manifests_match_the_generated_ones_and_validate() {
     );
     let committed = workspace().join("deploy");
     let mut files = Vec::new();
-    for name in ["crd.yaml", "rbac.yaml", "operator.yaml"] {
+    for name in ["crd.yaml", "namespace.yaml", "operator.yaml", "rbac.yaml"] {
         let want = std::fs::read_to_string(dir.path().join(name)).unwrap();
         let have = std::fs::read_to_string(committed.join(name)).unwrap_or_default();
         assert!(

@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use minicluster_core::{CurveCert, MiniCluster};
 use minicluster_operator::build::{BuildOptions, build};
+use minicluster_operator::features::ServerFeatures;
 use minicluster_operator::labels;
 use minicluster_operator::reconcile::add_owner;
 
@@ -79,7 +80,17 @@ impl KubernetesLauncher {
             Some(c) => c,
             None => CurveCert::generate(&format!("{name}-0"))?.to_text(),
         };
-        let children = build(&mc, &cert, &self.build).map_err(|e| Error::Setup {
+        // The Job uses what this server can do (its version), as the operator's does.
+        let version = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(kube_err("reading the server's version"))?;
+        let opts = BuildOptions {
+            server: ServerFeatures::from_minor(&version.minor),
+            ..self.build.clone()
+        };
+        let children = build(&mc, &cert, &opts).map_err(|e| Error::Setup {
             what: "building the objects".into(),
             reason: e.to_string(),
             fix: "fix the MiniCluster".into(),

@@ -55,10 +55,8 @@ impl Request {
             mc.spec.tasks = mc.spec.tasks.max(mc.spec.size);
         }
         let idx = mc.spec.flux_container_index().unwrap_or(0);
-        if let Some(c) = mc.spec.containers.get_mut(idx) {
-            if let Some(img) = &self.image {
-                c.image = img.clone();
-            }
+        if let (Some(c), Some(img)) = (mc.spec.containers.get_mut(idx), &self.image) {
+            c.image = img.clone();
         }
         if self.file.is_none() && self.image.is_some() {
             // From flags, --image names an image with Flux (as Docker needs): no view is
@@ -70,23 +68,23 @@ impl Request {
                 .get_or_insert_with(Default::default)
                 .disable = true;
         }
-        if let Some(c) = mc.spec.containers.get_mut(idx) {
-            if !self.command.is_empty() {
-                let command = shell_words::join(&self.command);
-                // `run -- flux run -N4 ./app`: wrapped in submit mode's `flux submit`, it
-                // would wait for brokers the outer job holds. Unless the file chose a mode,
-                // such a command is the initial program and gets the whole instance.
-                if c.launcher.is_none()
-                    && c.batch != Some(true)
-                    && minicluster_core::spec::nested_flux_command(&command).is_some()
-                {
-                    c.launcher = Some(true);
-                }
-                c.command = Some(command);
-                if let Some(cmds) = c.commands.as_mut() {
-                    // The command on the command line replaces the file's work, script too.
-                    cmds.script = None;
-                }
+        if let Some(c) = mc.spec.containers.get_mut(idx)
+            && !self.command.is_empty()
+        {
+            let command = shell_words::join(&self.command);
+            // `run -- flux run -N4 ./app`: wrapped in submit mode's `flux submit`, it
+            // would wait for brokers the outer job holds. Unless the file chose a mode,
+            // such a command is the initial program and gets the whole instance.
+            if c.launcher.is_none()
+                && c.batch != Some(true)
+                && minicluster_core::spec::nested_flux_command(&command).is_some()
+            {
+                c.launcher = Some(true);
+            }
+            c.command = Some(command);
+            if let Some(cmds) = c.commands.as_mut() {
+                // The command on the command line replaces the file's work, script too.
+                cmds.script = None;
             }
         }
         if self.persistent {

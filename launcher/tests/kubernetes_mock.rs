@@ -184,6 +184,15 @@ async fn without_an_operator_the_job_is_applied_first_and_owns_the_rest() {
     let verifier = tokio::spawn(verify(
         handle,
         vec![
+            // The Job is built for what this server can do.
+            call(
+                Method::GET,
+                "/version",
+                Some(
+                    json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "",
+                    "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+                ),
+            ),
             call(
                 Method::PATCH,
                 "/apis/batch/v1/namespaces/hpc/jobs/mc",
@@ -215,12 +224,17 @@ async fn without_an_operator_the_job_is_applied_first_and_owns_the_rest() {
     l.launch(&mc()).await.unwrap();
     let seen = verifier.await.unwrap();
     assert!(
-        seen.iter()
+        seen[1..]
+            .iter()
             .all(|(uri, _)| uri.contains("fieldManager=minicluster-cli"))
     );
-    assert_eq!(seen[0].1["spec"]["completionMode"], "Indexed");
-    assert_eq!(seen[0].1["spec"]["parallelism"], 2);
-    for owned in [&seen[1].1, &seen[2].1] {
+    assert_eq!(
+        seen[1].1["spec"]["successPolicy"]["rules"][0]["succeededIndexes"],
+        "0"
+    );
+    assert_eq!(seen[1].1["spec"]["completionMode"], "Indexed");
+    assert_eq!(seen[1].1["spec"]["parallelism"], 2);
+    for owned in [&seen[2].1, &seen[3].1] {
         assert_eq!(
             owned["metadata"]["ownerReferences"][0]["uid"], "job-uid",
             "{owned}"
@@ -231,17 +245,17 @@ async fn without_an_operator_the_job_is_applied_first_and_owns_the_rest() {
         );
     }
     assert!(
-        seen[3].1["metadata"].get("ownerReferences").is_none(),
+        seen[4].1["metadata"].get("ownerReferences").is_none(),
         "{}",
-        seen[3].1
+        seen[4].1
     );
     assert!(
-        !seen[4].0.contains("force"),
+        !seen[5].0.contains("force"),
         "a merge, not an apply: {}",
-        seen[4].0
+        seen[5].0
     );
     assert_eq!(
-        seen[4].1["metadata"]["ownerReferences"][0]["uid"],
+        seen[5].1["metadata"]["ownerReferences"][0]["uid"],
         "job-uid"
     );
 }

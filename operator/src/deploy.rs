@@ -6,23 +6,57 @@ use serde_json::{Value, json};
 use crate::build::DEFAULT_RUNNER_IMAGE;
 use crate::labels::MANAGER;
 
-/// Namespace the operator runs in.
+/// Namespace the operator runs in (cluster-wide installs).
 pub const NAMESPACE: &str = "minicluster-system";
 /// Port of /healthz, /readyz and /metrics.
 pub const HTTP_PORT: u16 = 8080;
 
-/// The files of `deploy/`, by name, each a multi-document YAML.
-pub fn files(image: &str) -> Vec<(&'static str, String)> {
+/// What the manifests are made for.
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// The operator's (and runner's) image.
+    pub image: String,
+    /// Pull policy of that image, for the Deployment and the broker pods' init container.
+    pub pull_policy: String,
+    /// Watch only this namespace, with a Role there instead of a ClusterRole; the
+    /// operator runs in it too.
+    pub namespace: Option<String>,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            image: DEFAULT_RUNNER_IMAGE.into(),
+            pull_policy: crate::build::DEFAULT_RUNNER_PULL_POLICY.into(),
+            namespace: None,
+        }
+    }
+}
+
+impl DeployOptions {
+    fn ns(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(NAMESPACE)
+    }
+}
+
+/// The files of `deploy/`, by name, each a multi-document YAML. Their names sort in the
+/// order `kubectl apply -f DIR` must create them (the namespace before what lives in it).
+pub fn files(o: &DeployOptions) -> Vec<(&'static str, String)> {
     vec![
         ("crd.yaml", minicluster_core::spec::crd_yaml()),
-        ("rbac.yaml", yaml_docs(&rbac())),
-        ("operator.yaml", yaml_docs(&operator(image))),
+        ("namespace.yaml", yaml_docs(&[namespace(o)])),
+        ("operator.yaml", yaml_docs(&operator(o))),
+        ("rbac.yaml", yaml_docs(&rbac(o))),
     ]
 }
 
 /// Default image of the operator (the runner image, which also carries the entrypoint).
 pub fn default_image() -> &'static str {
     DEFAULT_RUNNER_IMAGE
+}
+
+fn namespace(o: &DeployOptions) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.ns()}})
 }
 
 fn yaml_docs(objs: &[Value]) -> String {
@@ -40,8 +74,9 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> Value {
 }
 
 /// Exactly the verbs reconcile and its watches use. `create` accompanies `patch` because a
-/// server-side apply that creates an object is authorised as a create.
-pub fn rbac() -> Vec<Value> {
+/// server-side apply that creates an object is authorised as a create. Cluster-wide, a
+/// ClusterRole; for one namespace, a Role there.
+pub fn rbac(o: &DeployOptions) -> Vec<Value> {
     let rules = vec![
         rule(
             &["flux-framework.org"],
@@ -64,26 +99,50 @@ pub fn rbac() -> Vec<Value> {
         ),
         rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
     ];
+    let ns = o.ns();
+    let (role, binding, meta) = match &o.namespace {
+        None => (
+            "ClusterRole",
+            "ClusterRoleBinding",
+            json!({"name": MANAGER}),
+        ),
+        Some(ns) => (
+            "Role",
+            "RoleBinding",
+            json!({"name": MANAGER, "namespace": ns}),
+        ),
+    };
     vec![
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
         json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": MANAGER, "namespace": NAMESPACE}}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": MANAGER}, "rules": rules}),
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": MANAGER},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": MANAGER},
-            "subjects": [{"kind": "ServiceAccount", "name": MANAGER, "namespace": NAMESPACE}]}),
+            "metadata": {"name": MANAGER, "namespace": ns}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": role,
+            "metadata": meta, "rules": rules}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": binding,
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": MANAGER},
+            "subjects": [{"kind": "ServiceAccount", "name": MANAGER, "namespace": ns}]}),
     ]
 }
 
-pub fn operator(image: &str) -> Vec<Value> {
+pub fn operator(o: &DeployOptions) -> Vec<Value> {
+    let image = o.image.as_str();
+    let mut command = vec![
+        "minicluster".to_string(),
+        "operator".into(),
+        "--runner-image".into(),
+        image.into(),
+        "--runner-pull-policy".into(),
+        o.pull_policy.clone(),
+    ];
+    if let Some(ns) = &o.namespace {
+        command.extend(["--namespace".into(), ns.clone()]);
+    }
     let labels = json!({"app.kubernetes.io/name": MANAGER});
     let probe =
         |path: &str| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": 10});
     vec![json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": MANAGER, "namespace": NAMESPACE, "labels": labels},
+        "metadata": {"name": MANAGER, "namespace": o.ns(), "labels": labels},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
@@ -96,10 +155,11 @@ pub fn operator(image: &str) -> Vec<Value> {
                     "containers": [{
                         "name": "operator",
                         "image": image,
-                        "command": ["minicluster", "operator", "--runner-image", image],
+                        "imagePullPolicy": o.pull_policy,
+                        "command": command,
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                            {"name": "MINICLUSTER_LOG", "value": "info"},
+                            {"name": "MINICLUSTER_LOG", "value": "warn,minicluster_operator=info"},
                         ],
                         "ports": [{"name": "http", "containerPort": HTTP_PORT}],
                         "livenessProbe": probe("/healthz"),

@@ -16,6 +16,11 @@ pub enum Error {
         "cannot find a Kubernetes cluster: {0} (fix: run in a pod with a ServiceAccount, or point KUBECONFIG at a kubeconfig)"
     )]
     NoCluster(String),
+    /// The operator may not read what it must watch.
+    #[error(
+        "the operator may not {what}: {reason} (fix: give its ServiceAccount the rules of deploy/rbac.yaml — `minicluster manifests --namespace NS` for a one-namespace install — and check --namespace)"
+    )]
+    Forbidden { what: String, reason: String },
     /// The MiniCluster has no name or namespace (the API server always sets both).
     #[error("the MiniCluster has no {0}")]
     Metadata(&'static str),

@@ -20,8 +20,8 @@ pub const DEFAULT_CONTAINER: &str = "kubectl.kubernetes.io/default-container";
 /// namespace may share a Service name; the Service selects this label, so each of them keeps
 /// its pods' records.
 pub const HEADLESS: &str = "flux-framework.org/headless-service";
-/// Hash of the Job's pod template; a change means the Job must be replaced.
-pub const TEMPLATE_HASH: &str = "flux-framework.org/template-hash";
+/// Hash of the user's spec a Job was built from; a change means the Job must be replaced.
+pub const SPEC_HASH: &str = "flux-framework.org/spec-hash";
 
 /// Labels of every child of MiniCluster `name`.
 pub fn common(name: &str, component: &str) -> BTreeMap<String, String> {

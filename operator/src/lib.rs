@@ -5,6 +5,7 @@
 pub mod build;
 pub mod deploy;
 pub mod error;
+pub mod features;
 pub mod labels;
 pub mod metrics;
 pub mod reconcile;

@@ -81,5 +81,6 @@ fn reason(e: &Error) -> &'static str {
         Error::Build { .. } => "build",
         Error::Metadata(_) => "metadata",
         Error::NoCluster(_) => "no-cluster",
+        Error::Forbidden { .. } => "forbidden",
     }
 }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -19,6 +20,7 @@ use minicluster_core::MiniCluster;
 
 use crate::build::BuildOptions;
 use crate::error::Result;
+use crate::features::{OLDEST_MINOR, ServerFeatures};
 use crate::labels;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Context};
@@ -30,7 +32,13 @@ struct Shared {
 }
 
 /// Runs the controller until SIGTERM/SIGINT, serving /healthz, /readyz and /metrics on `addr`.
-pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String>) -> Result<()> {
+/// /readyz answers ready only once the operator may read what it watches and its watch of
+/// MiniClusters has listed them.
+pub async fn run(
+    addr: SocketAddr,
+    mut build: BuildOptions,
+    namespace: Option<String>,
+) -> Result<()> {
     let client = Client::try_default().await.map_err(|e| {
         let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into());
         tracing::debug!("inferring the Kubernetes config: {e}");
@@ -38,6 +46,23 @@ pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String
             "not in a pod (KUBERNETES_SERVICE_HOST is unset) and no usable kubeconfig at {kubeconfig}"
         ))
     })?;
+    // What the server can do decides how a MiniCluster's Job is built (its version).
+    let version = client.apiserver_version().await?;
+    build.server = ServerFeatures::from_minor(&version.minor);
+    tracing::info!(
+        "Kubernetes {}.{}: pod failure policy {}, elastic Indexed Jobs {}, Job success policy {}",
+        version.major,
+        version.minor,
+        yes(build.server.pod_failure_policy()),
+        yes(build.server.elastic_indexed_job()),
+        yes(build.server.success_policy()),
+    );
+    if build.server.minor < OLDEST_MINOR {
+        tracing::warn!(
+            "Kubernetes 1.{} is older than the oldest supported (1.{OLDEST_MINOR}): a failing rank 0 may not end its MiniCluster",
+            build.server.minor
+        );
+    }
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -81,8 +106,38 @@ pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String
         metrics,
     });
     let broker_pods = watcher::Config::default().labels(&format!("{}=broker", labels::COMPONENT));
-    ready.store(true, Ordering::SeqCst);
-    Controller::new(mcs, watcher::Config::default())
+    // Readable, or not ready: a watch the RBAC forbids would only ever log errors.
+    let probe = ListParams::default().limit(1);
+    let scope = namespace
+        .as_deref()
+        .map_or("in every namespace".to_string(), |ns| {
+            format!("in namespace {ns}")
+        });
+    let forbidden = |what: &str| {
+        let what = format!("list {what} {scope}");
+        move |e: kube::Error| crate::Error::Forbidden {
+            what,
+            reason: e.to_string(),
+        }
+    };
+    mcs.list(&probe).await.map_err(forbidden("MiniClusters"))?;
+    jobs.list(&probe).await.map_err(forbidden("Jobs"))?;
+    pods.list(
+        &probe
+            .clone()
+            .labels(&format!("{}=broker", labels::COMPONENT)),
+    )
+    .await
+    .map_err(forbidden("pods"))?;
+    let controller = Controller::new(mcs, watcher::Config::default());
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            tracing::info!("watching MiniClusters; ready");
+            ready.store(true, Ordering::SeqCst);
+        }
+    });
+    controller
         .owns(jobs, watcher::Config::default())
         // Pod phases drive BrokersReady; pods belong to the Job, so map them by label.
         .watches(pods, broker_pods, |pod: Pod| {
@@ -98,6 +153,10 @@ pub async fn run(addr: SocketAddr, build: BuildOptions, namespace: Option<String
         })
         .await;
     Ok(())
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
 }
 
 /// /healthz (the process answers), /readyz (the controller runs), /metrics (Prometheus).

@@ -1,8 +1,10 @@
 //! The MiniCluster's status, computed (purely) from what was observed: validation, the Job and
-//! the broker pods. A condition keeps its transition time while its status stays the same.
+//! the broker pods. Rank 0 decides the outcome: its exit code (or its loss) is the
+//! MiniCluster's, whatever the workers do. A finished MiniCluster stays finished. A condition
+//! keeps its transition time while its status stays the same.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use minicluster_core::spec::MiniClusterStatus;
 use minicluster_core::{FieldError, MiniCluster};
@@ -18,15 +20,57 @@ pub struct Observed {
     pub applied: bool,
     pub job: Option<Job>,
     pub pods: Vec<Pod>,
+    /// A size change the server cannot make: why.
+    pub resize_refused: Option<String>,
 }
 
+/// How rank 0 ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rank0End {
+    /// Its container's exit code; `None` when the pod was lost with no exit code.
+    pub code: Option<i32>,
+    /// What Kubernetes says of it (OOMKilled, Evicted, Error, Completed…).
+    pub reason: String,
+    /// Its termination message (the entrypoint's error, else its log's end), first line.
+    pub message: String,
+}
+
+/// Waiting reasons that do not get better by waiting.
+const STUCK: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+    "CrashLoopBackOff",
+];
+
 impl Observed {
-    /// Broker pods in phase Running.
-    pub fn running(&self) -> usize {
+    fn live_pods(&self) -> impl Iterator<Item = &Pod> {
         self.pods
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    }
+
+    /// Broker pods that are Ready: their broker runs, so workers have joined (the readiness
+    /// probe asks the broker) — not merely containers running.
+    pub fn ready(&self) -> usize {
+        self.live_pods()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count()
+    }
+
+    /// Broker pods in phase Running.
+    pub fn running(&self) -> usize {
+        self.live_pods()
+            .filter(|p| phase(p) == Some("Running"))
             .count()
     }
 
@@ -48,16 +92,176 @@ impl Observed {
             })
     }
 
-    /// Rank 0's pod has finished (Succeeded or Failed).
-    pub fn rank0_finished(&self) -> bool {
-        self.pods.iter().any(|p| {
-            labels::is_rank0(p)
-                && matches!(
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded") | Some("Failed")
-                )
-        }) || self.job_condition("Complete").is_some()
+    /// How rank 0 ended, if it did: the newest index-0 pod's Flux container terminated, or
+    /// the pod failed without one (evicted, its node lost).
+    pub fn rank0_end(&self) -> Option<Rank0End> {
+        let pod = self
+            .pods
+            .iter()
+            .filter(|p| labels::is_rank0(p))
+            .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))?;
+        if let Some(t) = terminated(pod) {
+            return Some(Rank0End {
+                code: Some(t.exit_code),
+                reason: t.reason.clone().unwrap_or_default(),
+                message: first_line(t.message.as_deref().unwrap_or_default()),
+            });
+        }
+        if phase(pod) == Some("Failed") {
+            let st = pod.status.clone().unwrap_or_default();
+            return Some(Rank0End {
+                code: None,
+                reason: st.reason.unwrap_or_else(|| "Lost".into()),
+                message: first_line(&st.message.unwrap_or_default()),
+            });
+        }
+        None
     }
+
+    /// Rank 0 has finished (ended, or its Job is complete).
+    pub fn rank0_finished(&self) -> bool {
+        self.rank0_end().is_some() || self.job_condition("Complete").is_some()
+    }
+
+    /// A pod that cannot start or keeps failing: (reason, "pod X container Y: message").
+    pub fn pod_problem(&self) -> Option<(String, String)> {
+        self.live_pods().find_map(stuck)
+    }
+
+    /// The first broker whose Flux container failed, and its termination message: why a Job
+    /// failed when a worker could not start (e.g. a certificate that is not rank 0's).
+    pub fn first_failure(&self) -> Option<String> {
+        let mut failed: Vec<&Pod> = self
+            .pods
+            .iter()
+            .filter(|p| terminated(p).is_some_and(|t| t.exit_code != 0))
+            .collect();
+        failed.sort_by_key(|p| {
+            terminated(p)
+                .and_then(|t| t.finished_at.clone())
+                .map(|t| t.0)
+        });
+        let p = failed.first()?;
+        let t = terminated(p)?;
+        Some(format!(
+            "rank {} exited with code {}{}",
+            labels::pod_index(p).map_or("?".into(), |i| i.to_string()),
+            t.exit_code,
+            match t.message.as_deref().map(first_line) {
+                Some(m) if !m.is_empty() => format!(": {m}"),
+                _ => String::new(),
+            }
+        ))
+    }
+}
+
+fn phase(p: &Pod) -> Option<&str> {
+    p.status.as_ref()?.phase.as_deref()
+}
+
+/// The Flux container's terminated state.
+fn terminated(p: &Pod) -> Option<&ContainerStateTerminated> {
+    let name = labels::flux_container(p);
+    p.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|s| name.as_deref().is_none_or(|n| n == s.name))?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+fn stuck(p: &Pod) -> Option<(String, String)> {
+    let st = p.status.as_ref()?;
+    st.init_container_statuses
+        .iter()
+        .flatten()
+        .chain(st.container_statuses.iter().flatten())
+        .find_map(|cs| {
+            let w = cs.state.as_ref()?.waiting.as_ref()?;
+            let reason = w.reason.clone()?;
+            STUCK.contains(&reason.as_str()).then(|| {
+                (
+                    reason,
+                    format!(
+                        "pod {} container {} ({}): {}",
+                        p.metadata.name.clone().unwrap_or_default(),
+                        cs.name,
+                        cs.image,
+                        w.message.clone().unwrap_or_default()
+                    ),
+                )
+            })
+        })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .chars()
+        .take(1000)
+        .collect()
+}
+
+/// The outcome rank 0 gives, else the Job's: (succeeded, exit code, reason, message).
+fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
+    if let Some(end) = o.rank0_end() {
+        return Some(match end.code {
+            Some(0) => (
+                true,
+                Some(0),
+                "Rank0Succeeded".into(),
+                "rank 0 exited with code 0".into(),
+            ),
+            Some(code) => (
+                false,
+                Some(code),
+                if end.reason == "OOMKilled" {
+                    "Rank0OOMKilled".into()
+                } else {
+                    "Rank0Failed".into()
+                },
+                format!(
+                    "rank 0 exited with code {code}{}",
+                    if end.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", end.message)
+                    }
+                ),
+            ),
+            None => (
+                false,
+                None,
+                "Rank0Lost".into(),
+                format!(
+                    "rank 0's pod was lost ({}){}",
+                    end.reason,
+                    if end.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", end.message)
+                    }
+                ),
+            ),
+        });
+    }
+    if let Some((reason, message)) = o.job_condition("Failed") {
+        let why = o
+            .first_failure()
+            .map(|f| format!("; {f}"))
+            .unwrap_or_default();
+        return Some((false, None, reason, format!("{message}{why}")));
+    }
+    if let Some((reason, message)) = o.job_condition("Complete") {
+        return Some((true, Some(0), reason, message));
+    }
+    None
 }
 
 pub fn compute(mc: &MiniCluster, o: &Observed, now: Time) -> MiniClusterStatus {
@@ -70,15 +274,18 @@ pub fn compute(mc: &MiniCluster, o: &Observed, now: Time) -> MiniClusterStatus {
         .as_ref()
         .and_then(|j| j.spec.as_ref())
         .and_then(|s| s.parallelism);
-    // An invalid spec changes nothing: the size in effect stays the Job's.
-    let size = if valid {
+    // An invalid spec or a refused resize changes nothing: the size in effect is the Job's.
+    let size = if valid && o.resize_refused.is_none() {
         mc.spec.size
     } else {
         job_size.unwrap_or(prev.size)
     };
-    let running = o.running();
-    let succeeded = o.job_condition("Complete");
-    let failed = o.job_condition("Failed");
+    let ready = o.ready();
+
+    // A finished MiniCluster stays finished, also when its pods are gone.
+    let was_finished = matches!(prev.phase.as_deref(), Some("Succeeded") | Some("Failed"));
+    let now_outcome = outcome(o);
+    let finished = now_outcome.is_some() || was_finished;
 
     let mut conds = Vec::new();
     let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
@@ -106,7 +313,12 @@ pub fn compute(mc: &MiniCluster, o: &Observed, now: Time) -> MiniClusterStatus {
         } else {
             "InvalidSpec"
         };
-        set("Validated", false, reason, list);
+        let running = if o.job.is_some() {
+            "; the MiniCluster keeps running as it was"
+        } else {
+            ""
+        };
+        set("Validated", false, reason, format!("{list}{running}"));
     }
     let created = o.applied || o.job.is_some();
     set(
@@ -114,53 +326,101 @@ pub fn compute(mc: &MiniCluster, o: &Observed, now: Time) -> MiniClusterStatus {
         created,
         if created {
             "ChildrenApplied"
+        } else if was_finished {
+            "Finished"
         } else {
             "NotCreated"
         },
         if created {
             "Secret, ConfigMap, Service and Job are applied".into()
+        } else if was_finished {
+            "the MiniCluster has finished; its Job is gone".into()
         } else {
             "nothing is created until the spec is valid".into()
         },
     );
+    let (ready_reason, ready_message) = if finished {
+        ("Finished", "the MiniCluster has finished".to_string())
+    } else if let Some((reason, message)) = o.pod_problem() {
+        (reason_str(&reason), message)
+    } else if ready >= size as usize && size > 0 {
+        ("AllReady", format!("{ready}/{size} brokers ready"))
+    } else {
+        ("Starting", format!("{ready}/{size} brokers ready"))
+    };
     set(
         "BrokersReady",
-        size > 0 && running >= size as usize,
-        if running >= size as usize {
-            "AllRunning"
-        } else {
-            "Starting"
-        },
-        format!("{running}/{size} brokers running"),
+        !finished && size > 0 && ready >= size as usize,
+        ready_reason,
+        ready_message,
     );
-    match &succeeded {
-        Some((reason, message)) => set("Succeeded", true, &camel(reason), message.clone()),
-        None => set("Succeeded", false, "NotFinished", String::new()),
-    }
-    match &failed {
-        Some((reason, message)) => set("Failed", true, &camel(reason), message.clone()),
-        None => set("Failed", false, "NotFailed", String::new()),
+    match &o.resize_refused {
+        Some(why) => set("Resized", false, "ResizeRefused", why.clone()),
+        None => set("Resized", true, "SizeInEffect", format!("{size} brokers")),
     }
 
-    let phase = if !valid && o.job.is_none() {
+    let mut exit_code = prev.exit_code;
+    let mut phase = None;
+    match &now_outcome {
+        Some((true, code, reason, message)) => {
+            exit_code = *code;
+            phase = Some("Succeeded");
+            set("Succeeded", true, reason, message.clone());
+            set("Failed", false, "NotFailed", String::new());
+        }
+        Some((false, code, reason, message)) => {
+            exit_code = *code;
+            phase = Some("Failed");
+            set("Succeeded", false, "Failed", String::new());
+            set("Failed", true, reason, message.clone());
+        }
+        None if was_finished => {
+            // Keep what was decided.
+            for t in ["Succeeded", "Failed"] {
+                if let Some(c) = prev.conditions.iter().find(|c| c.type_ == t) {
+                    conds.push(c.clone());
+                }
+            }
+            phase = prev.phase.as_deref().map(|p| {
+                if p == "Succeeded" {
+                    "Succeeded"
+                } else {
+                    "Failed"
+                }
+            });
+        }
+        None => {
+            set("Succeeded", false, "NotFinished", String::new());
+            set("Failed", false, "NotFailed", String::new());
+        }
+    }
+    let phase = phase.unwrap_or(if !valid && o.job.is_none() {
         "Invalid"
-    } else if failed.is_some() {
-        "Failed"
-    } else if succeeded.is_some() {
-        "Succeeded"
-    } else if running > 0 {
+    } else if ready > 0 || o.running() > 0 {
         "Running"
     } else {
         "Pending"
-    };
+    });
     MiniClusterStatus {
         conditions: conds,
         jobid: prev.jobid,
         maximum_size: mc.spec.effective_max_size(),
         selector: labels::selector_string(&name),
         size,
-        ready: Some(format!("{running}/{size}")),
+        ready: Some(format!("{ready}/{size}")),
         phase: Some(phase.into()),
+        exit_code,
+    }
+}
+
+/// A waiting reason as a condition reason (both are CamelCase).
+fn reason_str(r: &str) -> &'static str {
+    match r {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            "ImagePullFailed"
+        }
+        "CrashLoopBackOff" => "CrashLoopBackOff",
+        _ => "ContainerCannotStart",
     }
 }
 
@@ -197,5 +457,170 @@ fn camel(s: &str) -> String {
         "Unknown".into()
     } else {
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mc(status: Option<serde_json::Value>) -> MiniCluster {
+        let mut v = json!({"apiVersion": "flux-framework.org/v1alpha2", "kind": "MiniCluster",
+            "metadata": {"name": "mc", "namespace": "hpc", "generation": 1},
+            "spec": {"size": 2, "containers": [{"image": "x", "command": "hostname"}]}});
+        if let Some(s) = status {
+            v["status"] = s;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn pod(index: u32, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("mc-{index}-x"), "creationTimestamp": "2026-01-01T00:00:00Z",
+                "annotations": {labels::COMPLETION_INDEX: index.to_string(),
+                    labels::DEFAULT_CONTAINER: "mc"}},
+            "spec": {"containers": [{"name": "mc"}]},
+            "status": status}))
+        .unwrap()
+    }
+
+    fn ended(code: i32, message: &str) -> serde_json::Value {
+        json!({"phase": if code == 0 { "Succeeded" } else { "Failed" }, "containerStatuses": [
+            {"name": "mc", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": code, "reason": "Error", "message": message}}}]})
+    }
+
+    fn running(ready: bool) -> serde_json::Value {
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]})
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn cond<'a>(st: &'a MiniClusterStatus, t: &str) -> &'a Condition {
+        st.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn rank0s_code_decides_whatever_the_workers_do() {
+        let o = Observed {
+            pods: vec![pod(0, ended(3, "boom\nmore")), pod(1, running(true))],
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        assert_eq!(st.phase.as_deref(), Some("Failed"));
+        assert_eq!(st.exit_code, Some(3));
+        let f = cond(&st, "Failed");
+        assert_eq!(f.status, "True");
+        assert_eq!(f.message, "rank 0 exited with code 3: boom");
+        assert_eq!(cond(&st, "BrokersReady").reason, "Finished");
+    }
+
+    #[test]
+    fn ready_means_pods_ready_not_phase_running() {
+        let o = Observed {
+            pods: vec![pod(0, running(true)), pod(1, running(false))],
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        assert_eq!(st.ready.as_deref(), Some("1/2"));
+        assert_eq!(cond(&st, "BrokersReady").status, "False");
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+    }
+
+    #[test]
+    fn a_finished_minicluster_stays_finished_when_its_pods_are_gone() {
+        let done = compute(
+            &mc(None),
+            &Observed {
+                pods: vec![pod(0, ended(0, ""))],
+                ..Observed::default()
+            },
+            now(),
+        );
+        assert_eq!(done.phase.as_deref(), Some("Succeeded"));
+        let later = compute(
+            &mc(Some(serde_json::to_value(&done).unwrap())),
+            &Observed::default(),
+            now(),
+        );
+        assert_eq!(later.phase.as_deref(), Some("Succeeded"));
+        assert_eq!(later.exit_code, Some(0));
+        assert_eq!(cond(&later, "Succeeded").status, "True");
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_is_named() {
+        let stuck = json!({"phase": "Pending", "initContainerStatuses": [{"name": "minicluster-entrypoint",
+            "image": "ghcr.io/minicluster/runner:latest", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]});
+        let st = compute(
+            &mc(None),
+            &Observed {
+                pods: vec![pod(0, stuck)],
+                ..Observed::default()
+            },
+            now(),
+        );
+        let c = cond(&st, "BrokersReady");
+        assert_eq!(c.reason, "ImagePullFailed");
+        assert!(
+            c.message.contains("ghcr.io/minicluster/runner:latest"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn a_failed_job_names_its_first_failing_broker() {
+        let job: Job = serde_json::from_value(json!({"status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+             "message": "Container mc for pod hpc/mc-1-x failed with exit code 125 matching FailJob rule at index 0"}]}}))
+        .unwrap();
+        let o = Observed {
+            job: Some(job),
+            pods: vec![
+                pod(0, running(true)),
+                pod(
+                    1,
+                    ended(
+                        125,
+                        "entrypoint: error: rank 0 does not hold this MiniCluster's certificate",
+                    ),
+                ),
+            ],
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        let f = cond(&st, "Failed");
+        assert_eq!(f.reason, "PodFailurePolicy");
+        assert!(
+            f.message
+                .contains("rank 1 exited with code 125: entrypoint: error: rank 0 does not hold"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_refused_resize_keeps_the_size_in_effect() {
+        let job: Job =
+            serde_json::from_value(json!({"spec": {"parallelism": 2, "template": {}}})).unwrap();
+        let mut m = mc(None);
+        m.spec.size = 4;
+        m.spec.max_size = Some(4);
+        let st = compute(
+            &m,
+            &Observed {
+                job: Some(job),
+                resize_refused: Some("Kubernetes 1.26 cannot".into()),
+                ..Observed::default()
+            },
+            now(),
+        );
+        assert_eq!(st.size, 2);
+        assert_eq!(cond(&st, "Resized").reason, "ResizeRefused");
     }
 }

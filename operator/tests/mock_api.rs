@@ -65,14 +65,15 @@ async fn verify(mut handle: Handle, calls: Vec<Call>) -> Vec<Seen> {
                 uri.contains(MANAGER_QUERY),
                 "call {i} has no field manager: {uri}"
             );
-            // Server-side apply, forced; only a shared object's owners are merged instead.
+            // Server-side apply, forced; merged only: a shared object's owners, a Job's size,
+            // suspension or spec hash (a Job's template cannot be applied again).
             let kind = req
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            if kind.contains("strategic-merge") {
+            if kind.contains("merge-patch") {
                 assert!(!uri.contains("force"), "call {i}: {uri}");
             } else {
                 assert!(kind.contains("apply-patch"), "call {i}: {kind}");
@@ -115,6 +116,10 @@ async fn verify(mut handle: Handle, calls: Vec<Call>) -> Vec<Seen> {
 }
 
 fn context() -> (Arc<Context>, Handle) {
+    context_with(BuildOptions::default())
+}
+
+fn context_with(build: BuildOptions) -> (Arc<Context>, Handle) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(svc, NS);
     let ctx = Context {
@@ -126,7 +131,7 @@ fn context() -> (Arc<Context>, Handle) {
             },
         ),
         client,
-        build: BuildOptions::default(),
+        build,
         metrics: Metrics::default(),
     };
     (Arc::new(ctx), handle)
@@ -151,11 +156,20 @@ fn events() -> String {
 fn status() -> String {
     format!("/apis/flux-framework.org/v1alpha2/namespaces/{NS}/miniclusters/mc/status")
 }
-/// The calls every valid reconcile starts with: read the Secret (answered with `secret`),
-/// then apply the Secret, ConfigMap and headless Service and own the Service; followed by
-/// `rest`.
-fn children_calls(secret: Reply, rest: Vec<Call>) -> Vec<Call> {
-    let mut calls = vec![
+/// The two reads every reconcile starts with: the Job (answered with `job`) and the broker
+/// pods (answered with `pods`).
+fn reads(job: Reply, pods: Value) -> Vec<Call> {
+    vec![
+        call(Method::GET, &jobs("mc"), job),
+        call(Method::GET, &pods_path(), Reply::Json(pods)),
+    ]
+}
+
+/// What a MiniCluster that still runs gets applied: read the Secret (answered with
+/// `secret`), apply the Secret, ConfigMap and headless Service, and join the Service's
+/// owners.
+fn children(secret: Reply) -> Vec<Call> {
+    vec![
         call(Method::GET, &core("secrets", "mc-curve-cert"), secret),
         call(
             Method::PATCH,
@@ -178,29 +192,47 @@ fn children_calls(secret: Reply, rest: Vec<Call>) -> Vec<Call> {
             &core("services", "flux-service"),
             Reply::Echo,
         ),
-    ];
-    calls.extend(rest);
-    calls
+    ]
+}
+
+fn calls(parts: Vec<Vec<Call>>) -> Vec<Call> {
+    parts.into_iter().flatten().collect()
 }
 
 fn status_reply() -> Reply {
     Reply::StatusOf(serde_json::to_value(minicluster("")).unwrap())
 }
-fn pods() -> String {
+fn pods_path() -> String {
     format!("/api/v1/namespaces/{NS}/pods")
 }
 
-fn pod_list(phases: &[&str]) -> Value {
-    let items: Vec<Value> = phases
-        .iter()
-        .enumerate()
-        .map(|(i, phase)| {
-            json!({"metadata": {"name": format!("mc-{i}-x"), "namespace": NS,
-                "annotations": {"batch.kubernetes.io/job-completion-index": i.to_string()}},
-                "status": {"phase": phase}})
-        })
-        .collect();
+/// A broker pod of index `i` as the API server shows it.
+fn pod(i: usize, status: Value) -> Value {
+    json!({"metadata": {"name": format!("mc-{i}-x"), "namespace": NS,
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+        "annotations": {"batch.kubernetes.io/job-completion-index": i.to_string(),
+            "kubectl.kubernetes.io/default-container": "mc"}},
+        "spec": {"containers": [{"name": "mc", "image": "x"}]},
+        "status": status})
+}
+
+fn ready() -> Value {
+    json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+}
+
+fn ended(code: i32) -> Value {
+    json!({"phase": if code == 0 { "Succeeded" } else { "Failed" }, "containerStatuses": [
+        {"name": "mc", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+         "state": {"terminated": {"exitCode": code, "reason": "Error",
+            "finishedAt": "2026-01-01T00:01:00Z"}}}]})
+}
+
+fn pod_list(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+}
+
+fn all_ready(n: usize) -> Value {
+    pod_list((0..n).map(|i| pod(i, ready())).collect())
 }
 
 /// The Job and Secret the operator made for `mc` with `cert`, as the API server returns them.
@@ -210,6 +242,12 @@ fn existing(mc: &MiniCluster, cert: &str) -> (Value, Value) {
         serde_json::to_value(&children.job).unwrap(),
         serde_json::to_value(&children.secret).unwrap(),
     )
+}
+
+fn cert() -> String {
+    minicluster_core::CurveCert::generate("mc-0")
+        .unwrap()
+        .to_text()
 }
 
 fn condition<'a>(status_body: &'a Value, type_: &str) -> &'a Value {
@@ -226,70 +264,86 @@ async fn a_new_minicluster_gets_its_children_and_status() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        children_calls(
-            Reply::NotFound,
+        calls(vec![
+            reads(Reply::NotFound, pod_list(vec![])),
+            children(Reply::NotFound),
             vec![
-                call(Method::GET, &jobs("mc"), Reply::NotFound),
                 call(Method::PATCH, &jobs("mc"), Reply::Echo),
                 call(Method::POST, &events(), Reply::Echo),
-                call(Method::GET, &pods(), Reply::Json(pod_list(&[]))),
                 call(Method::PATCH, &status(), status_reply()),
             ],
-        ),
+        ]),
     ));
     reconcile(Arc::new(minicluster("")), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
+    assert!(seen[1].uri.contains("labelSelector="), "{}", seen[1].uri);
 
-    let secret = &seen[1].body;
+    let secret = &seen[3].body;
     assert!(secret["data"]["curve.cert"].is_string());
     assert_eq!(
         secret["metadata"]["ownerReferences"][0]["kind"],
         "MiniCluster"
     );
     assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
-    let svc = &seen[3].body["spec"];
-    assert_eq!(svc["clusterIP"], "None");
-    assert_eq!(svc["publishNotReadyAddresses"], true);
-    let job = &seen[6].body;
+    let svc = &seen[5].body;
+    assert_eq!(svc["spec"]["clusterIP"], "None");
+    assert_eq!(svc["spec"]["publishNotReadyAddresses"], true);
+    // The headless Service may be shared: it selects every pod naming it, belongs to no
+    // MiniCluster alone, and this one joins its owners by a merge.
+    assert_eq!(
+        svc["spec"]["selector"],
+        json!({"flux-framework.org/headless-service": "flux-service"})
+    );
+    assert!(svc["metadata"].get("ownerReferences").is_none());
+    assert!(
+        svc["metadata"]["labels"]
+            .get("app.kubernetes.io/instance")
+            .is_none()
+    );
+    let owner = &seen[6].body["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "MiniCluster");
+    assert_eq!(owner["uid"], "0b5c1a4e-1111-2222-3333-444455556666");
+    assert!(owner.get("controller").is_none(), "{owner}");
+
+    let job = &seen[7].body;
     assert_eq!(job["spec"]["completionMode"], "Indexed");
     assert_eq!(job["spec"]["parallelism"], 4);
     assert_eq!(job["spec"]["completions"], 4);
+    assert!(job["metadata"]["annotations"]["flux-framework.org/spec-hash"].is_string());
+    // Rank 0 decides: its code ends the Job, a worker that left is replaced, index 0's
+    // success is the Job's.
+    let rules = &job["spec"]["podFailurePolicy"]["rules"];
+    assert_eq!(rules[0]["action"], "Ignore");
+    assert_eq!(rules[0]["onExitCodes"]["values"], json!([249]));
+    assert_eq!(rules[1]["action"], "FailJob");
+    assert_eq!(rules[1]["onExitCodes"]["operator"], "NotIn");
+    assert_eq!(rules[1]["onExitCodes"]["containerName"], "mc");
+    assert_eq!(
+        job["spec"]["successPolicy"]["rules"][0]["succeededIndexes"],
+        "0"
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["subdomain"], "flux-service");
+    assert_eq!(pod["setHostnameAsFQDN"], false);
+    let flux = &pod["containers"][0];
+    assert_eq!(flux["command"][0], "/mnt/flux/bin/entrypoint");
+    assert_eq!(
+        flux["readinessProbe"]["exec"]["command"],
+        json!(["/mnt/flux/bin/entrypoint", "ready"])
+    );
+    assert_eq!(flux["terminationMessagePolicy"], "FallbackToLogsOnError");
+    assert_eq!(pod["initContainers"][0]["command"][1], "install");
+    assert_eq!(pod["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
     assert_eq!(
         job["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/default-container"],
         "mc"
     );
-    let pod = &job["spec"]["template"]["spec"];
-    assert_eq!(pod["subdomain"], "flux-service");
-    assert_eq!(pod["setHostnameAsFQDN"], false);
     assert_eq!(
-        pod["containers"][0]["command"][0],
-        "/mnt/flux/bin/entrypoint"
-    );
-    assert_eq!(pod["initContainers"][0]["command"][1], "install");
-    assert_eq!(pod["initContainers"][0]["imagePullPolicy"], "IfNotPresent");
-    // The headless Service may be shared: it selects every pod naming it, belongs to no
-    // MiniCluster alone, and this one joins its owners by a merge.
-    assert_eq!(
-        seen[3].body["spec"]["selector"],
-        serde_json::json!({"flux-framework.org/headless-service": "flux-service"})
-    );
-    assert!(seen[3].body["metadata"].get("ownerReferences").is_none());
-    assert!(
-        seen[3].body["metadata"]["labels"]
-            .get("app.kubernetes.io/instance")
-            .is_none()
-    );
-    let owner = &seen[4].body["metadata"]["ownerReferences"][0];
-    assert_eq!(owner["kind"], "MiniCluster");
-    assert_eq!(owner["uid"], "0b5c1a4e-1111-2222-3333-444455556666");
-    assert!(owner.get("controller").is_none(), "{owner}");
-    let pod_labels = &job["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(
-        pod_labels["flux-framework.org/headless-service"],
+        job["spec"]["template"]["metadata"]["labels"]["flux-framework.org/headless-service"],
         "flux-service"
     );
-    assert_eq!(seen[7].body["reason"], "Created");
-    assert!(seen[8].uri.contains("labelSelector="), "{}", seen[8].uri);
+    assert_eq!(seen[8].body["reason"], "Created");
     let st = &seen[9].body;
     assert_eq!(st["status"]["size"], 4);
     assert_eq!(st["status"]["ready"], "0/4");
@@ -297,42 +351,81 @@ async fn a_new_minicluster_gets_its_children_and_status() {
     assert_eq!(condition(st, "Created")["status"], "True");
     assert_eq!(
         condition(st, "BrokersReady")["message"],
-        "0/4 brokers running"
+        "0/4 brokers ready"
     );
 }
 
 #[tokio::test]
-async fn an_unchanged_minicluster_writes_nothing_new() {
+async fn an_unchanged_minicluster_never_writes_its_job() {
     let mc = minicluster("");
-    let cert = minicluster_core::CurveCert::generate("mc-0")
-        .unwrap()
-        .to_text();
+    let cert = cert();
     let (job, secret) = existing(&mc, &cert);
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        children_calls(
-            Reply::Json(secret),
-            vec![
-                call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
-                call(Method::PATCH, &jobs("mc"), Reply::Echo),
-                // No event: nothing was created or resized.
-                call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
-                call(Method::PATCH, &status(), status_reply()),
-            ],
-        ),
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            children(Reply::Json(secret)),
+            // No Job write, no event: nothing changed.
+            vec![call(Method::PATCH, &status(), status_reply())],
+        ]),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    // The certificate is kept, and the Job applied is the one that exists (an SSA no-op).
+    // The certificate is kept.
     let kept: k8s_openapi::ByteString =
-        serde_json::from_value(seen[1].body["data"]["curve.cert"].clone()).unwrap();
-    let kept = String::from_utf8(kept.0).unwrap();
-    assert_eq!(kept, cert);
-    assert_eq!(seen[6].body, job);
-    let st = &seen[8].body;
+        serde_json::from_value(seen[3].body["data"]["curve.cert"].clone()).unwrap();
+    assert_eq!(String::from_utf8(kept.0).unwrap(), cert);
+    let st = &seen[7].body;
     assert_eq!(condition(st, "BrokersReady")["status"], "True");
     assert_eq!(st["status"]["phase"], "Running");
+    assert_eq!(st["status"]["ready"], "4/4");
+}
+
+#[tokio::test]
+async fn an_operator_upgrade_never_replaces_a_running_job() {
+    // The Job was built by an operator with another runner image; the spec is the same.
+    let mc = minicluster("");
+    let (job, secret) = existing(&mc, &cert());
+    let (ctx, handle) = context_with(BuildOptions {
+        runner_image: "registry.example/minicluster/runner:2.0".into(),
+        ..BuildOptions::default()
+    });
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            children(Reply::Json(secret)),
+            vec![call(Method::PATCH, &status(), status_reply())],
+        ]),
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_from_an_earlier_operator_is_adopted_not_replaced() {
+    let mc = minicluster("");
+    let (mut job, secret) = existing(&mc, &cert());
+    job["metadata"]["annotations"] =
+        json!({"flux-framework.org/template-hash": "0123456789abcdef"});
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            children(Reply::Json(secret)),
+            vec![
+                call(Method::PATCH, &jobs("mc"), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    let patch = &seen[7].body;
+    assert!(patch["metadata"]["annotations"]["flux-framework.org/spec-hash"].is_string());
+    assert!(patch.get("spec").is_none(), "only the annotation: {patch}");
 }
 
 #[tokio::test]
@@ -343,16 +436,19 @@ async fn an_invalid_minicluster_gets_status_and_an_event_only() {
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(Method::POST, &events(), Reply::Echo),
-            call(Method::PATCH, &status(), status_reply()),
-        ],
+        calls(vec![
+            reads(Reply::NotFound, pod_list(vec![])),
+            vec![
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[0].body["type"], "Warning");
-    assert_eq!(seen[0].body["reason"], "InvalidSpec");
-    let st = &seen[1].body;
+    assert_eq!(seen[2].body["type"], "Warning");
+    assert_eq!(seen[2].body["reason"], "InvalidSpec");
+    let st = &seen[3].body;
     let v = condition(st, "Validated");
     assert_eq!(v["status"], "False");
     let msg = v["message"].as_str().unwrap();
@@ -365,37 +461,67 @@ async fn an_invalid_minicluster_gets_status_and_an_event_only() {
 }
 
 #[tokio::test]
-async fn resize_within_max_size_patches_the_job() {
+async fn an_invalid_edit_of_a_running_minicluster_reports_what_runs() {
+    let good = minicluster("");
+    let (job, _) = existing(&good, &cert());
+    let mut bad = good.clone();
+    bad.spec.containers[0].command = None;
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            vec![
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
+    ));
+    reconcile(Arc::new(bad), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    let st = &seen[3].body;
+    assert_eq!(condition(st, "Validated")["status"], "False");
+    assert!(
+        condition(st, "Validated")["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeps running as it was")
+    );
+    assert_eq!(condition(st, "Created")["status"], "True");
+    assert_eq!(st["status"]["phase"], "Running");
+    assert_eq!(st["status"]["ready"], "4/4");
+}
+
+#[tokio::test]
+async fn resize_within_max_size_patches_the_job_in_place() {
     let before = minicluster("  maxSize: 8\n");
-    let cert = minicluster_core::CurveCert::generate("mc-0")
-        .unwrap()
-        .to_text();
-    let (job, secret) = existing(&before, &cert);
+    let (job, secret) = existing(&before, &cert());
     let mut after = before.clone();
     after.spec.size = 6;
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        children_calls(
-            Reply::Json(secret),
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            children(Reply::Json(secret)),
             vec![
-                call(Method::GET, &jobs("mc"), Reply::Json(job)),
                 call(Method::PATCH, &jobs("mc"), Reply::Echo),
                 call(Method::POST, &events(), Reply::Echo),
-                call(Method::GET, &pods(), Reply::Json(pod_list(&["Running"; 4]))),
                 call(Method::PATCH, &status(), status_reply()),
             ],
-        ),
+        ]),
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[6].body["spec"]["parallelism"], 6);
-    assert_eq!(seen[6].body["spec"]["completions"], 6);
-    assert_eq!(seen[7].body["reason"], "Resized");
-    assert_eq!(seen[7].body["note"], "from 4 to 6 brokers");
+    assert_eq!(
+        seen[7].body,
+        json!({"spec": {"parallelism": 6, "completions": 6}})
+    );
+    assert_eq!(seen[8].body["reason"], "Resized");
+    assert_eq!(seen[8].body["note"], "from 4 to 6 brokers");
     // The description follows the size; the hostlist does not (it covers maxSize).
     let d: Value =
-        serde_json::from_str(seen[2].body["data"]["description.json"].as_str().unwrap()).unwrap();
+        serde_json::from_str(seen[4].body["data"]["description.json"].as_str().unwrap()).unwrap();
     assert_eq!(
         (d["size"].as_u64(), d["hostlist"].as_str()),
         (Some(6), Some("mc-[0-7]"))
@@ -404,25 +530,56 @@ async fn resize_within_max_size_patches_the_job() {
 }
 
 #[tokio::test]
-async fn resize_beyond_max_size_is_refused_and_changes_nothing() {
-    let mut mc = minicluster("  maxSize: 8\n");
-    mc.spec.size = 10;
-    mc.status = Some(minicluster_core::spec::MiniClusterStatus {
-        size: 4,
-        ..Default::default()
+async fn resize_where_the_server_cannot_says_so_and_changes_nothing() {
+    let before = minicluster("  maxSize: 8\n");
+    let (job, secret) = existing(&before, &cert());
+    let mut after = before.clone();
+    after.spec.size = 6;
+    let (ctx, handle) = context_with(BuildOptions {
+        server: minicluster_operator::features::ServerFeatures { minor: 26 },
+        ..BuildOptions::default()
     });
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            children(Reply::Json(secret)),
+            vec![
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
+    ));
+    reconcile(Arc::new(after), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[7].body["reason"], "ResizeRefused");
+    assert!(seen[7].body["note"].as_str().unwrap().contains("1.27"));
+    let st = &seen[8].body;
+    assert_eq!(condition(st, "Resized")["status"], "False");
+    assert_eq!(st["status"]["size"], 4, "the size in effect stays");
+}
+
+#[tokio::test]
+async fn resize_beyond_max_size_is_refused_and_changes_nothing() {
+    let before = minicluster("  maxSize: 8\n");
+    let (job, _) = existing(&before, &cert());
+    let mut mc = before.clone();
+    mc.spec.size = 10;
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        vec![
-            call(Method::POST, &events(), Reply::Echo),
-            call(Method::PATCH, &status(), status_reply()),
-        ],
+        calls(vec![
+            reads(Reply::Json(job), all_ready(4)),
+            vec![
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[0].body["reason"], "SizeRefused");
-    let st = &seen[1].body;
+    assert_eq!(seen[2].body["reason"], "SizeRefused");
+    let st = &seen[3].body;
     assert_eq!(condition(st, "Validated")["reason"], "SizeRefused");
     assert!(
         condition(st, "Validated")["message"]
@@ -434,25 +591,61 @@ async fn resize_beyond_max_size_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
-    let mc = minicluster("  cleanup: true\n");
-    let cert = minicluster_core::CurveCert::generate("mc-0")
-        .unwrap()
-        .to_text();
-    let (job, secret) = existing(&mc, &cert);
+async fn rank_zero_failing_fails_the_minicluster_with_its_code() {
+    let mc = minicluster("");
+    let (job, _) = existing(&mc, &cert());
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        children_calls(
-            Reply::Json(secret),
+        calls(vec![
+            reads(
+                Reply::Json(job),
+                pod_list(vec![
+                    pod(0, ended(3)),
+                    pod(1, ready()),
+                    pod(2, ready()),
+                    pod(3, ready()),
+                ]),
+            ),
+            // Nothing is applied to a MiniCluster that has ended.
             vec![
-                call(Method::GET, &jobs("mc"), Reply::Json(job)),
-                call(Method::PATCH, &jobs("mc"), Reply::Echo),
-                call(
-                    Method::GET,
-                    &pods(),
-                    Reply::Json(pod_list(&["Succeeded", "Running", "Running", "Running"])),
-                ),
+                call(Method::POST, &events(), Reply::Echo),
+                call(Method::PATCH, &status(), status_reply()),
+            ],
+        ]),
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[2].body["type"], "Warning");
+    assert_eq!(seen[2].body["reason"], "Failed");
+    let st = &seen[3].body;
+    assert_eq!(st["status"]["phase"], "Failed");
+    assert_eq!(st["status"]["exitCode"], 3);
+    assert_eq!(
+        condition(st, "Failed")["message"],
+        "rank 0 exited with code 3"
+    );
+}
+
+#[tokio::test]
+async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
+    let mc = minicluster("  cleanup: true\n");
+    let (job, _) = existing(&mc, &cert());
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(
+                Reply::Json(job),
+                pod_list(vec![
+                    pod(0, ended(0)),
+                    pod(1, ready()),
+                    pod(2, ready()),
+                    pod(3, ready()),
+                ]),
+            ),
+            vec![
+                call(Method::POST, &events(), Reply::Echo),
                 call(Method::PATCH, &status(), status_reply()),
                 call(Method::POST, &events(), Reply::Echo),
                 call(
@@ -461,36 +654,59 @@ async fn rank_zero_finished_with_cleanup_deletes_the_minicluster() {
                     Reply::Json(serde_json::to_value(minicluster("  cleanup: true\n")).unwrap()),
                 ),
             ],
-        ),
+        ]),
     ));
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[9].body["reason"], "Cleanup");
+    assert_eq!(seen[2].body["reason"], "Succeeded");
+    assert_eq!(seen[3].body["status"]["phase"], "Succeeded");
+    assert_eq!(seen[3].body["status"]["exitCode"], 0);
+    assert_eq!(seen[4].body["reason"], "Cleanup");
 }
 
 #[tokio::test]
-async fn a_changed_pod_template_replaces_the_job() {
+async fn a_finished_minicluster_is_never_run_again() {
+    // Succeeded before; its Job is gone (deleted by hand, or an operator restart found none).
+    let mut mc = minicluster("");
+    mc.status = Some(minicluster_core::spec::MiniClusterStatus {
+        size: 4,
+        phase: Some("Succeeded".into()),
+        exit_code: Some(0),
+        ..Default::default()
+    });
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::NotFound, pod_list(vec![])),
+            vec![call(Method::PATCH, &status(), status_reply())],
+        ]),
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert_eq!(seen[2].body["status"]["phase"], "Succeeded");
+}
+
+#[tokio::test]
+async fn a_changed_spec_replaces_the_job() {
     let before = minicluster("");
-    let cert = minicluster_core::CurveCert::generate("mc-0")
-        .unwrap()
-        .to_text();
-    let (job, secret) = existing(&before, &cert);
+    let (job, secret) = existing(&before, &cert());
     let mut after = before.clone();
     after.spec.containers[0].image = "ghcr.io/flux-framework/flux-restful:v2".into();
     let (ctx, handle) = context();
     let verifier = tokio::spawn(verify(
         handle,
-        children_calls(
-            Reply::Json(secret),
+        calls(vec![
+            reads(Reply::Json(job.clone()), all_ready(4)),
+            children(Reply::Json(secret)),
             vec![
-                call(Method::GET, &jobs("mc"), Reply::Json(job.clone())),
                 call(Method::DELETE, &jobs("mc"), Reply::Json(job)),
                 call(Method::POST, &events(), Reply::Echo),
             ],
-        ),
+        ]),
     ));
     reconcile(Arc::new(after), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
-    assert_eq!(seen[6].body["propagationPolicy"], "Foreground");
-    assert_eq!(seen[7].body["reason"], "Replacing");
+    assert_eq!(seen[7].body["propagationPolicy"], "Foreground");
+    assert_eq!(seen[8].body["reason"], "Replacing");
 }

@@ -463,6 +463,9 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
     let mut calls = sweep_finds_nothing();
     calls.extend([
         get(job_path, not_found()),
+        // The Job is built for what this server can do.
+        get("/version", Reply::Json(json!({"major": "1", "minor": "26", "gitVersion": "v1.26.5",
+            "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}))),
         // The Job first, then what it owns; the Service, which may be shared, gains it as
         // an owner by a merge.
         call(
@@ -501,13 +504,19 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
             Some("OOM killed: rank 0 (exit code 137)")
         )
     );
-    let applied_job = &seen[3].body;
+    let applied_job = &seen[4].body;
     assert_eq!(applied_job["spec"]["completionMode"], "Indexed");
     assert_eq!(applied_job["spec"]["backoffLimit"], 0);
     assert_eq!(
         applied_job["spec"]["template"]["spec"]["restartPolicy"],
         "Never"
     );
+    // Kubernetes 1.26: rank 0 decides through the pod failure policy; no success policy.
+    assert_eq!(
+        applied_job["spec"]["podFailurePolicy"]["rules"][1]["action"],
+        "FailJob"
+    );
+    assert!(applied_job["spec"].get("successPolicy").is_none());
     assert_eq!(
         applied_job["spec"]["template"]["spec"]["subdomain"],
         "gpu-j1"
@@ -517,18 +526,18 @@ async fn rank0_oom_killed_fails_the_job_and_without_an_operator_every_object_goe
         "gpu"
     );
     assert!(
-        seen[3..8]
+        seen[4..9]
             .iter()
             .all(|s| s.uri.contains("fieldManager=minicluster-cli"))
     );
-    for owned in [&seen[4].body, &seen[5].body] {
+    for owned in [&seen[5].body, &seen[6].body] {
         assert_eq!(
             owned["metadata"]["ownerReferences"][0]["uid"], "job-uid",
             "{owned}"
         );
     }
     assert_eq!(
-        seen[7].body["metadata"]["ownerReferences"][0]["uid"],
+        seen[8].body["metadata"]["ownerReferences"][0]["uid"],
         "job-uid"
     );
     let t = rig.timeline();

@@ -52,7 +52,12 @@ fn run_other(command: Command) -> anyhow::Result<()> {
         }
         Command::Manifests(args) => {
             std::fs::create_dir_all(&args.out)?;
-            for (name, text) in minicluster_operator::deploy::files(&args.image) {
+            let opts = minicluster_operator::deploy::DeployOptions {
+                image: args.image.clone(),
+                pull_policy: args.pull_policy.clone(),
+                namespace: args.namespace.clone(),
+            };
+            for (name, text) in minicluster_operator::deploy::files(&opts) {
                 let path = args.out.join(name);
                 std::fs::write(&path, text)?;
                 eprintln!("wrote {}", path.display());

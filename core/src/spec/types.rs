@@ -727,7 +727,8 @@ pub struct Toleration {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MiniClusterStatus {
-    /// Conditions of the MiniCluster (Validated, Created, BrokersReady, Succeeded, Failed).
+    /// Conditions of the MiniCluster (Validated, Created, BrokersReady, Resized, Succeeded,
+    /// Failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Identifier of the MiniCluster's Job.
@@ -748,6 +749,9 @@ pub struct MiniClusterStatus {
     /// Pending, Running, Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Rank 0's exit code once it has ended: the MiniCluster's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// Where an emptyDir without a path is mounted, as flux-operator does (MPI's shared memory).

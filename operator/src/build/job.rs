@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, HostPathVolumeSource, KeyToPath,
     Lifecycle, LifecycleHandler, LocalObjectReference, NodeAffinity, NodeSelector,
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinityTerm,
-    PodAntiAffinity, PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements,
+    PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements,
     SecretKeySelector, SecretProjection, SecretVolumeSource, Volume, VolumeMount, VolumeProjection,
     WeightedPodAffinityTerm,
 };
@@ -22,8 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::BuildOptions;
 use super::config::{CERT_KEY, DESCRIPTION_KEY};
+use super::{BuildOptions, lifecycle};
 use crate::labels;
 
 /// Where the description and certificate are mounted (the entrypoint's defaults).
@@ -161,11 +161,9 @@ pub fn job(
         spec: Some(PodSpec {
             subdomain: Some(d.network.service.clone()),
             set_hostname_as_fqdn: Some(false),
-            restart_policy: Some(
-                pod.restart_policy
-                    .clone()
-                    .unwrap_or_else(|| "OnFailure".into()),
-            ),
+            // Never: a container that ended is not started again in place; the Job decides
+            // (see `lifecycle`). A restart policy in the spec is the user's choice.
+            restart_policy: Some(pod.restart_policy.clone().unwrap_or_else(|| NEVER.into())),
             share_process_namespace: s.share_process_namespace,
             service_account_name: pod.service_account_name.clone(),
             automount_service_account_token: pod.automount_service_account_token,
@@ -187,11 +185,12 @@ pub fn job(
             ..PodSpec::default()
         }),
     };
-    let hash = template_hash(&template);
+    let never = pod.restart_policy.as_deref().unwrap_or(NEVER) == NEVER;
+    let flux_name = containers_name(&template, flux_index);
     let mut job_labels = labels::common(&name, "broker");
     job_labels.extend(s.job_labels.clone());
     meta.labels = Some(job_labels);
-    meta.annotations = Some(BTreeMap::from([(labels::TEMPLATE_HASH.into(), hash)]));
+    meta.annotations = Some(BTreeMap::from([(labels::SPEC_HASH.into(), spec_hash(mc))]));
     Job {
         metadata: meta,
         spec: Some(JobSpec {
@@ -200,6 +199,9 @@ pub fn job(
             parallelism: Some(s.size),
             backoff_limit: s.backoff_limit,
             active_deadline_seconds: Some(s.deadline_seconds),
+            pod_failure_policy: (never && opts.server.pod_failure_policy())
+                .then(|| lifecycle::pod_failure_policy(&flux_name)),
+            success_policy: opts.server.success_policy().then(lifecycle::success_policy),
             template,
             ..JobSpec::default()
         }),
@@ -207,10 +209,24 @@ pub fn job(
     }
 }
 
-/// A short hash of a pod template: the Job must be replaced when it changes, as Kubernetes
-/// refuses edits to a Job's template.
-pub fn template_hash(t: &PodTemplateSpec) -> String {
-    let bytes = serde_json::to_vec(t).expect("a pod template serialises");
+const NEVER: &str = "Never";
+
+fn containers_name(t: &PodTemplateSpec, i: usize) -> String {
+    t.spec
+        .as_ref()
+        .and_then(|s| s.containers.get(i))
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+/// A short hash of what the user asked for: the Job is replaced when it changes (Kubernetes
+/// refuses edits to a Job's template) — and only then, so an operator upgrade that builds
+/// pods differently never restarts a running MiniCluster. The size is left out: it is
+/// changed in place.
+pub fn spec_hash(mc: &MiniCluster) -> String {
+    let mut spec = mc.spec.clone();
+    spec.size = 0;
+    let bytes = serde_json::to_vec(&spec).expect("a spec serialises");
     hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
@@ -229,7 +245,19 @@ fn flux_container(
         ],
     );
     // The entrypoint replaces the command: it runs the user's command through Flux.
-    k.command = Some(vec![format!("{mount}/{ENTRYPOINT_DIR}/entrypoint")]);
+    let entrypoint = format!("{mount}/{ENTRYPOINT_DIR}/entrypoint");
+    k.command = Some(vec![entrypoint.clone()]);
+    // Ready once this broker's instance runs: for a worker, once it has joined.
+    k.readiness_probe = Some(Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![entrypoint, "ready".into()]),
+        }),
+        period_seconds: Some(2),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    });
+    // The entrypoint's error, else the end of the log, shows in the pod's status.
+    k.termination_message_policy = Some("FallbackToLogsOnError".into());
     // `kubectl exec POD -- flux …` reaches the broker's instance.
     k.env.get_or_insert_with(Vec::new).push(EnvVar {
         name: "FLUX_URI".into(),

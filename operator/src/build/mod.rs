@@ -3,6 +3,7 @@
 
 mod config;
 mod job;
+mod lifecycle;
 mod services;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::labels;
 
 pub use config::CERT_KEY;
-pub use job::{ENTRYPOINT_DIR, template_hash};
+pub use job::{ENTRYPOINT_DIR, spec_hash};
 
 /// Settings of the operator that are not part of a MiniCluster.
 #[derive(Clone, Debug)]
@@ -28,6 +29,8 @@ pub struct BuildOptions {
     pub runner_pull_policy: String,
     /// Cluster DNS domain.
     pub cluster_domain: String,
+    /// What the API server can do (its version).
+    pub server: crate::features::ServerFeatures,
 }
 
 impl Default for BuildOptions {
@@ -36,6 +39,7 @@ impl Default for BuildOptions {
             runner_image: DEFAULT_RUNNER_IMAGE.into(),
             runner_pull_policy: DEFAULT_RUNNER_PULL_POLICY.into(),
             cluster_domain: "cluster.local".into(),
+            server: Default::default(),
         }
     }
 }
