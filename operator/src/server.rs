@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use minicluster_core::MiniCluster;
 
@@ -129,15 +129,19 @@ pub async fn run(
     )
     .await
     .map_err(forbidden("pods"))?;
-    let controller = Controller::new(mcs, watcher::Config::default());
-    let store = controller.store();
+    // Ready once a watch of MiniClusters has listed them all (its first InitDone).
+    let listed = watcher(mcs.clone(), watcher::Config::default()).default_backoff();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            tracing::info!("watching MiniClusters; ready");
-            ready.store(true, Ordering::SeqCst);
+        futures::pin_mut!(listed);
+        while let Some(ev) = listed.next().await {
+            if let Ok(watcher::Event::InitDone) = ev {
+                tracing::info!("watching MiniClusters; ready");
+                ready.store(true, Ordering::SeqCst);
+                break;
+            }
         }
     });
-    controller
+    Controller::new(mcs, watcher::Config::default())
         .owns(jobs, watcher::Config::default())
         // Pod phases drive BrokersReady; pods belong to the Job, so map them by label.
         .watches(pods, broker_pods, |pod: Pod| {
