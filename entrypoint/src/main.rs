@@ -78,14 +78,22 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
     let policy = StopPolicy {
         kill_after: args.kill_after,
     };
-    run::execute(
+    let code = run::execute(
         &d,
         &plan,
         args.strict || logging.strict,
         &stop,
         started,
         policy,
-    )
+    )?;
+    let out = termination::container_code(plan.identity.rank, stop.requested(), code);
+    if out != code {
+        tracing::info!("exit code {code} reported as {out}");
+    }
+    if let Some(message) = termination::message(plan.identity.rank, code, out) {
+        termination::report(Path::new(termination::KUBERNETES_MESSAGE), &message);
+    }
+    Ok(out)
 }
 
 /// Copies this binary to `dir/entrypoint`, atomically and executable.

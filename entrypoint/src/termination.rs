@@ -22,6 +22,19 @@ pub fn container_code(rank: u32, stopped_by: Option<i32>, code: i32) -> i32 {
     }
 }
 
+/// What rank 0 tells of a failure (the exact code, also where the container's differs);
+/// workers and successes say nothing.
+pub fn message(rank: u32, code: i32, reported: i32) -> Option<String> {
+    match (rank, code) {
+        (0, 0) if reported == 0 => None,
+        (0, _) if reported != code => Some(format!(
+            "the command exited with code {code} (reported as {reported})"
+        )),
+        (0, _) => Some(format!("the command exited with code {code}")),
+        _ => None,
+    }
+}
+
 /// Writes `text` as the termination message when the runtime gave us one to write (the
 /// file exists, as Kubernetes creates it); elsewhere it does nothing. Best effort: the
 /// message only explains an exit that happens anyway.
@@ -54,6 +67,15 @@ mod tests {
         assert_eq!(container_code(2, Some(15), 0), WORKER_LEFT);
         assert_eq!(container_code(2, None, 0), 0, "instance ended: done");
         assert_eq!(container_code(2, None, 125), 125);
+    }
+
+    #[test]
+    fn rank0_tells_its_code() {
+        assert_eq!(message(0, 0, 0), None);
+        assert_eq!(message(0, 3, 3).unwrap(), "the command exited with code 3");
+        assert!(message(0, 249, 1).unwrap().contains("reported as 1"));
+        assert!(message(0, 0, 143).unwrap().contains("reported as 143"));
+        assert_eq!(message(1, 3, 3), None);
     }
 
     #[test]

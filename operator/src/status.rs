@@ -31,7 +31,7 @@ pub struct Rank0End {
     pub code: Option<i32>,
     /// What Kubernetes says of it (OOMKilled, Evicted, Error, Completed…).
     pub reason: String,
-    /// Its termination message (the entrypoint's error, else its log's end), first line.
+    /// Its termination message (the entrypoint's error, else its log's end), last line.
     pub message: String,
 }
 
@@ -101,10 +101,13 @@ impl Observed {
             .filter(|p| labels::is_rank0(p))
             .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))?;
         if let Some(t) = terminated(pod) {
+            // The entrypoint's own line saying the code adds nothing to the code.
+            let message = last_line(t.message.as_deref().unwrap_or_default());
+            let plain = message == format!("the command exited with code {}", t.exit_code);
             return Some(Rank0End {
                 code: Some(t.exit_code),
                 reason: t.reason.clone().unwrap_or_default(),
-                message: first_line(t.message.as_deref().unwrap_or_default()),
+                message: if plain { String::new() } else { message },
             });
         }
         if phase(pod) == Some("Failed") {
@@ -112,7 +115,7 @@ impl Observed {
             return Some(Rank0End {
                 code: None,
                 reason: st.reason.unwrap_or_else(|| "Lost".into()),
-                message: first_line(&st.message.unwrap_or_default()),
+                message: last_line(&st.message.unwrap_or_default()),
             });
         }
         None
@@ -147,7 +150,7 @@ impl Observed {
             "rank {} exited with code {}{}",
             labels::pod_index(p).map_or("?".into(), |i| i.to_string()),
             t.exit_code,
-            match t.message.as_deref().map(first_line) {
+            match t.message.as_deref().map(last_line) {
                 Some(m) if !m.is_empty() => format!(": {m}"),
                 _ => String::new(),
             }
@@ -198,10 +201,12 @@ fn stuck(p: &Pod) -> Option<(String, String)> {
         })
 }
 
-fn first_line(s: &str) -> String {
+/// The last non-empty line of a termination message: the entrypoint's one line, or the end
+/// of the log Kubernetes put there instead.
+fn last_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
-        .find(|l| !l.is_empty())
+        .rfind(|l| !l.is_empty())
         .unwrap_or_default()
         .chars()
         .take(1000)
@@ -506,7 +511,7 @@ mod tests {
     #[test]
     fn rank0s_code_decides_whatever_the_workers_do() {
         let o = Observed {
-            pods: vec![pod(0, ended(3, "boom\nmore")), pod(1, running(true))],
+            pods: vec![pod(0, ended(3, "more\nboom")), pod(1, running(true))],
             ..Observed::default()
         };
         let st = compute(&mc(None), &o, now());
