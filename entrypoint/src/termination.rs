@@ -22,15 +22,18 @@ pub fn container_code(rank: u32, stopped_by: Option<i32>, code: i32) -> i32 {
     }
 }
 
-/// What rank 0 tells of a failure (the exact code, also where the container's differs);
-/// workers and successes say nothing.
-pub fn message(rank: u32, code: i32, reported: i32) -> Option<String> {
-    match (rank, code) {
-        (0, 0) if reported == 0 => None,
-        (0, _) if reported != code => Some(format!(
+/// What rank 0 tells of a failure: that a signal from outside stopped it, or the exact code
+/// (also where the container's differs); workers and successes say nothing.
+pub fn message(rank: u32, stopped_by: Option<i32>, code: i32, reported: i32) -> Option<String> {
+    match (rank, stopped_by, code) {
+        (0, Some(signal), _) => Some(format!(
+            "stopped by signal {signal} from outside (the pod was deleted or evicted, or its node drained)"
+        )),
+        (0, None, 0) => None,
+        (0, None, _) if reported != code => Some(format!(
             "the command exited with code {code} (reported as {reported})"
         )),
-        (0, _) => Some(format!("the command exited with code {code}")),
+        (0, None, _) => Some(format!("the command exited with code {code}")),
         _ => None,
     }
 }
@@ -71,11 +74,18 @@ mod tests {
 
     #[test]
     fn rank0_tells_its_code() {
-        assert_eq!(message(0, 0, 0), None);
-        assert_eq!(message(0, 3, 3).unwrap(), "the command exited with code 3");
-        assert!(message(0, 249, 1).unwrap().contains("reported as 1"));
-        assert!(message(0, 0, 143).unwrap().contains("reported as 143"));
-        assert_eq!(message(1, 3, 3), None);
+        assert_eq!(message(0, None, 0, 0), None);
+        assert_eq!(
+            message(0, None, 3, 3).unwrap(),
+            "the command exited with code 3"
+        );
+        assert!(message(0, None, 249, 1).unwrap().contains("reported as 1"));
+        assert!(
+            message(0, Some(15), 0, 143)
+                .unwrap()
+                .contains("signal 15 from outside")
+        );
+        assert_eq!(message(1, Some(15), 0, 249), None);
     }
 
     #[test]
