@@ -1,7 +1,8 @@
 //! `entrypoint batch FILE`: rank 0's initial program in batch mode. Each line of FILE is
-//! submitted as its own job (`flux submit --flags waitable`), then all are waited for with
-//! `flux job wait --all`, whose exit code (non-zero when any job failed) is ours. With
-//! `--raw`, lines run one after another as given.
+//! submitted as its own job (`flux submit --flags waitable`); then each job's output is
+//! shown in line order as it runs (`flux job attach`, which also gives its exit code), and
+//! all are reaped with `flux job wait --all`. Our exit code is non-zero when any job failed.
+//! With `--raw`, lines run one after another as given.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,6 +35,7 @@ pub fn run(flux: &Path, file: &Path, raw: bool, cwd: Option<&str>) -> Result<i32
         return Ok(worst);
     }
     let mut failed_submits = 0;
+    let mut jobs = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let mut cmd = Command::new(flux);
         cmd.args(["submit", "--flags=waitable"]);
@@ -50,14 +52,23 @@ pub fn run(flux: &Path, file: &Path, raw: bool, cwd: Option<&str>) -> Result<i32
                 reason: e.to_string(),
             })?;
         if out.status.success() {
-            println!(
-                "batch line {}: job {}",
-                i + 1,
-                String::from_utf8_lossy(&out.stdout).trim()
-            );
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            println!("batch line {}: job {id}", i + 1);
+            jobs.push((i + 1, id));
         } else {
             eprintln!("batch line {}: submit failed: {line}", i + 1);
             failed_submits += 1;
+        }
+    }
+    // Each job's output, in line order; a job still running streams until it ends.
+    for (line, id) in &jobs {
+        println!("batch line {line}: output of job {id}:");
+        let code = status_code(
+            Command::new(flux).args(["job", "attach", id]).status(),
+            &format!("{} job attach", flux.display()),
+        )?;
+        if code != 0 {
+            println!("batch line {line}: job {id} exited with code {code}");
         }
     }
     let code = status_code(

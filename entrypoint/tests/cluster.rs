@@ -159,3 +159,24 @@ fn real_flux_sigterm_to_rank0_ends_all_within_10s() {
     let flux = minicluster_testkit::require::flux();
     sigterm_ends_all(&flux, |log| log.contains("online: mc-[0-3]"));
 }
+
+#[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
+fn real_flux_batch_mode_shows_each_jobs_output_and_the_worst_code() {
+    let flux = minicluster_testkit::require::flux();
+    let batch = "      batch: true\n      command: |\n        echo out-of-line-1\n        sh -c 'echo out-of-line-2; exit 4'\n";
+    let c = Cluster::new(&spec_yaml(2, "", batch), &flux);
+    let mut workers = c.start_workers();
+    let out = c.run_rank0(LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout
+        .find("out-of-line-1")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let second = stdout
+        .find("out-of-line-2")
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(first < second, "in line order: {stdout}");
+    assert!(stdout.contains("exited with code 4"), "{stdout}");
+    assert_ne!(out.status.code(), Some(0), "a batch job failed");
+    wait_all(&mut workers, LIMIT);
+}

@@ -39,6 +39,9 @@ fn main() -> ExitCode {
         Some("R") if args.get(1).map(String::as_str) == Some("encode") => r_encode(&args[2..]),
         Some("submit") | Some("run") => submit(&args[0], &args[1..]),
         Some("job") if args.get(1).map(String::as_str) == Some("wait") => job_wait(),
+        Some("job") if args.get(1).map(String::as_str) == Some("attach") => {
+            job_attach(args.get(2).map_or("", String::as_str))
+        }
         // Not a Flux command: a sleep for images that have nothing but the stand-in.
         Some("pause") => {
             let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -547,9 +550,10 @@ fn submit(verb: &str, args: &[String]) -> Result<i32, String> {
         worst = worst.max(status.code().unwrap_or(1));
     }
     if !watch {
-        println!("ƒstandin{}", std::process::id());
+        let id = format!("ƒstandin{}", std::process::id());
+        println!("{id}");
         if waitable {
-            record_job(worst)?;
+            record_job(&id, worst)?;
         }
         return Ok(0);
     }
@@ -566,18 +570,37 @@ fn jobs_file() -> Result<PathBuf, String> {
     Ok(rundir.join("standin-jobs"))
 }
 
-fn record_job(code: i32) -> Result<(), String> {
+/// A waitable job's id and exit code, one line each.
+fn record_job(id: &str, code: i32) -> Result<(), String> {
     let path = jobs_file()?;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    writeln!(f, "{code}").map_err(|e| e.to_string())
+    writeln!(f, "{id} {code}").map_err(|e| e.to_string())
+}
+
+fn recorded_jobs() -> Result<Vec<(String, i32)>, String> {
+    let text = std::fs::read_to_string(jobs_file()?).unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(id, code)| (id.to_string(), code.trim().parse().unwrap_or(1)))
+        .collect())
 }
 
 fn job_wait() -> Result<i32, String> {
-    let text = std::fs::read_to_string(jobs_file()?).unwrap_or_default();
-    let failed = text.lines().any(|l| l.trim() != "0");
+    let failed = recorded_jobs()?.iter().any(|(_, code)| *code != 0);
     Ok(i32::from(failed))
+}
+
+/// `job attach ID`: the job's exit code (its tasks ran, and wrote their output, when it was
+/// submitted).
+fn job_attach(id: &str) -> Result<i32, String> {
+    recorded_jobs()?
+        .into_iter()
+        .find(|(j, _)| j == id)
+        .map(|(_, code)| code)
+        .ok_or_else(|| format!("job attach: unknown job {id}"))
 }
