@@ -125,7 +125,23 @@ fn finished(st: Option<&MiniClusterStatus>) -> bool {
     )
 }
 
-async fn reconcile_inner(mc: &MiniCluster, ctx: &Context) -> Result<Action> {
+/// The MiniCluster with the maximum size it was created with: without `spec.maxSize` the
+/// first size is the maximum, and the brokers' hostlist was made for it — a later size must
+/// stay within it, and the description must not change under the running brokers.
+fn pin_max_size(mc: &MiniCluster) -> MiniCluster {
+    let mut pinned = mc.clone();
+    let recorded = mc.status.as_ref().map_or(0, |s| s.maximum_size);
+    if pinned.spec.max_size.is_none() && recorded > 0 {
+        pinned.spec.max_size = Some(recorded);
+    }
+    pinned
+}
+
+async fn reconcile_inner(user: &MiniCluster, ctx: &Context) -> Result<Action> {
+    // Built and validated with its maximum size pinned; the spec hash is of what the user
+    // wrote.
+    let pinned = pin_max_size(user);
+    let mc = &pinned;
     let name = mc.metadata.name.clone().ok_or(Error::Metadata("name"))?;
     let ns = mc
         .metadata
@@ -170,7 +186,12 @@ async fn reconcile_inner(mc: &MiniCluster, ctx: &Context) -> Result<Action> {
         ..Observed::default()
     };
     let ended_now = o.rank0_finished() || existing.as_ref().is_some_and(job_done);
-    let step = job_step(mc, existing.as_ref(), was_finished || ended_now, &ctx.build);
+    let step = job_step(
+        user,
+        existing.as_ref(),
+        was_finished || ended_now,
+        &ctx.build,
+    );
     let mut requeue = RESYNC;
 
     // Build and apply the children a MiniCluster that still runs needs.
@@ -287,7 +308,7 @@ async fn reconcile_inner(mc: &MiniCluster, ctx: &Context) -> Result<Action> {
             }
             JobStep::Adopt => {
                 let patch = serde_json::json!({"metadata": {"annotations": {
-                    labels::SPEC_HASH: build::spec_hash(mc)}}});
+                    labels::SPEC_HASH: build::spec_hash(user)}}});
                 tracing::info!("adopting a Job made by an earlier operator (not restarted)");
                 o.job = Some(jobs.patch(&name, &merge(), &Patch::Merge(&patch)).await?);
             }
@@ -576,6 +597,29 @@ mod tests {
             JobStep::Replace
         );
         assert_eq!(job_step(&edited, Some(&j), true, &opts(33)), JobStep::Keep);
+    }
+
+    #[test]
+    fn without_max_size_the_first_size_stays_the_maximum() {
+        let mut m = mc(2);
+        m.spec.max_size = None;
+        assert_eq!(
+            pin_max_size(&m).spec.max_size,
+            None,
+            "no status yet: nothing pinned"
+        );
+        m.status = Some(MiniClusterStatus {
+            maximum_size: 2,
+            ..Default::default()
+        });
+        m.spec.size = 8;
+        let pinned = pin_max_size(&m);
+        assert_eq!(pinned.spec.max_size, Some(2));
+        let problems = minicluster_core::spec::validate(&pinned);
+        assert!(
+            problems.iter().any(|p| p.path == "spec.maxSize"),
+            "{problems:?}"
+        );
     }
 
     #[test]
