@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod dns;
 pub mod error;
+pub mod kube;
 pub mod require;
 
 pub use error::{Error, Result};
