@@ -409,7 +409,12 @@ pub fn compute(mc: &MiniCluster, o: &Observed, now: Time) -> MiniClusterStatus {
     MiniClusterStatus {
         conditions: conds,
         jobid: prev.jobid,
-        maximum_size: mc.spec.effective_max_size(),
+        // What the brokers' hostlist was made for: an invalid spec does not change it.
+        maximum_size: if valid || prev.maximum_size == 0 {
+            mc.spec.effective_max_size()
+        } else {
+            prev.maximum_size
+        },
         selector: labels::selector_string(&name),
         size,
         ready: Some(format!("{ready}/{size}")),
@@ -607,6 +612,23 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn an_invalid_size_does_not_move_the_maximum() {
+        // As reconcile sees it: the recorded maximum pinned as maxSize.
+        let mut m = mc(Some(json!({"maximumSize": 2, "size": 2})));
+        m.spec.size = 8;
+        m.spec.max_size = Some(2);
+        let st = compute(
+            &m,
+            &Observed {
+                problems: minicluster_core::spec::validate(&m),
+                ..Observed::default()
+            },
+            now(),
+        );
+        assert_eq!(st.maximum_size, 2);
     }
 
     #[test]
