@@ -328,10 +328,46 @@ fn claim_at_once(open: Open, jobs: usize, batches: &[usize]) {
 
 /// A batch takes the jobs, in the order and on the pools, that as many single claims take:
 /// two mirrored queues, each with its own pools, one claimed one job at a time and one in a
-/// batch. Priorities, weights, a pool's limit and work no enabled pool can run included.
+/// batch, under each fairness. Priorities, weights, a pool's limit and work no enabled pool
+/// can run included.
 pub fn a_batch_claims_what_single_claims_would(open: Open) {
+    for fairness in [Fairness::None, Fairness::Users, Fairness::Projects] {
+        let tag = format!("{fairness:?}").to_lowercase();
+        let (one, many) = (format!("one{tag}"), format!("many{tag}"));
+        mirror_queues(open, &[&one, &many], fairness);
+        let single: Vec<_> = std::iter::from_fn(|| open().claim(&one).unwrap())
+            .map(|c| shape(&c))
+            .collect();
+        let batch: Vec<_> = open()
+            .claim_many(&many, 100)
+            .unwrap()
+            .iter()
+            .map(shape)
+            .collect();
+        assert_eq!(batch, single, "{fairness:?}");
+        assert!(batch.len() > 2, "{fairness:?}: {batch:?}");
+        assert!(
+            batch.iter().filter(|c| c.4 == "gpu").count() <= 2,
+            "the gpu pool's limit: {batch:?}"
+        );
+        // The batch is committed: a fresh connection sees each job claimed with its launch.
+        let mut s = open();
+        let n = batch.len() as u32;
+        let counts = s.counts(&many).unwrap();
+        assert_eq!(counts.get(&JobState::Claimed), Some(&n), "{counts:?}");
+        let active = s.active().unwrap();
+        assert_eq!(
+            active.iter().filter(|c| c.job.spec.queue == many).count() as u32,
+            n
+        );
+    }
+}
+
+/// The same pools (a gpu pool with room for 2, a cpu pool, a disabled one) and the same 40
+/// jobs of 4 users in 3 projects behind each queue of `queues`.
+fn mirror_queues(open: Open, queues: &[&str], fairness: Fairness) {
     let mut s = open();
-    for side in ["one", "many"] {
+    for side in queues {
         let mut gpu = pool(&format!("{side}-gpu"), &["gpu:A100"]);
         gpu.max_launches = 2;
         s.create_pool(&gpu).unwrap();
@@ -340,15 +376,18 @@ pub fn a_batch_claims_what_single_claims_would(open: Open) {
         off.enabled = false;
         s.create_pool(&off).unwrap();
         let mut q = queue(side, 15, 1000);
+        q.fairness = fairness;
         q.pools = ["gpu", "cpu", "off"]
             .iter()
             .map(|p| format!("{side}-{p}"))
             .collect();
-        q.weights = [("u0".to_string(), 2.0)].into();
+        q.weights = [("u0".to_string(), 2.0), ("p1".to_string(), 2.0)].into();
         s.create_queue(&q).unwrap();
         let jobs: Vec<NewJob> = (0..40)
             .map(|i| {
                 let mut j = job(side, &format!("u{}", i % 4));
+                j.command = vec!["place".into(), (i + 1).to_string()];
+                j.project = format!("p{}", i % 3);
                 j.priority = [0, 0, 1][i % 3];
                 j.requires = match i % 7 {
                     0 => parse_tags(&["gpu:A100"]).unwrap(),
@@ -360,61 +399,23 @@ pub fn a_batch_claims_what_single_claims_would(open: Open) {
             .collect();
         s.submit_many(&jobs).unwrap();
     }
-    // As "side-relative job, user, priority, pool kind".
-    let shape = |c: &minicluster_pools::store::Claimed, first: u64| {
-        let side = &c.job.spec.queue;
-        (
-            c.job.id - first,
-            c.job.spec.user.clone(),
-            c.job.spec.priority,
-            c.pool
-                .name
-                .trim_start_matches(&format!("{side}-"))
-                .to_string(),
-        )
-    };
-    let first_of = |s: &mut Box<dyn Store>, q: &str| {
-        s.jobs(&JobFilter {
-            queue: Some(q.into()),
-            ..JobFilter::default()
-        })
-        .unwrap()
-        .iter()
-        .map(|j| j.id)
-        .min()
-        .unwrap()
-    };
-    let (one_first, many_first) = (first_of(&mut s, "one"), first_of(&mut s, "many"));
-    let mut one = Vec::new();
-    while let Some(c) = s.claim("one").unwrap() {
-        one.push(shape(&c, one_first));
-    }
-    let many: Vec<_> = s
-        .claim_many("many", 100)
-        .unwrap()
-        .iter()
-        .map(|c| shape(c, many_first))
-        .collect();
-    assert_eq!(many, one);
-    assert!(many.len() > 2, "{many:?}");
-    assert!(
-        many.iter().filter(|(_, _, _, p)| p == "gpu").count() <= 2,
-        "the gpu pool's limit: {many:?}"
-    );
-    let n = many.len() as u32;
-    // The batch is committed: a fresh connection sees each job claimed with its launch.
-    drop(s);
-    let mut s = open();
-    let counts = s.counts("many").unwrap();
-    assert_eq!(counts.get(&JobState::Claimed), Some(&n), "{counts:?}");
-    assert_eq!(
-        s.active()
-            .unwrap()
-            .iter()
-            .filter(|c| c.job.spec.queue == "many")
-            .count() as u32,
-        n
-    );
+}
+
+/// A claim as "its job's place in its queue (1 the first), user, project, priority, pool
+/// kind", alike across mirrored queues.
+fn shape(c: &minicluster_pools::store::Claimed) -> (u64, String, String, i32, String) {
+    let side = &c.job.spec.queue;
+    let command = &c.job.spec.command;
+    (
+        command[1].parse().unwrap(),
+        c.job.spec.user.clone(),
+        c.job.spec.project.clone(),
+        c.job.spec.priority,
+        c.pool
+            .name
+            .trim_start_matches(&format!("{side}-"))
+            .to_string(),
+    )
 }
 
 pub fn fair_share_between_two_users(open: Open) {
