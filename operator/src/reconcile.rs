@@ -108,6 +108,25 @@ fn job_step(mc: &MiniCluster, job: Option<&Job>, finished: bool, opts: &BuildOpt
     }
 }
 
+/// The pods a live Job owns; none while it is being deleted or is gone.
+fn pods_of(job: Option<&Job>, pods: Vec<Pod>) -> Vec<Pod> {
+    let Some(uid) = job
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .and_then(|j| j.metadata.uid.clone())
+    else {
+        return Vec::new();
+    };
+    pods.into_iter()
+        .filter(|p| {
+            p.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
+        .collect()
+}
+
 fn job_done(job: &Job) -> bool {
     job.status
         .as_ref()
@@ -153,12 +172,14 @@ async fn reconcile_inner(user: &MiniCluster, ctx: &Context) -> Result<Action> {
     let mcs: Api<MiniCluster> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
 
-    // Read what exists.
+    // Read what exists: the Job, and the pods of that Job (a Job being replaced, and its
+    // pods ending, say nothing of how this MiniCluster ends).
     let existing = jobs.get_opt(&name).await?;
     let pods = Api::<Pod>::namespaced(client.clone(), &ns)
         .list(&ListParams::default().labels(&labels::selector_string(&name)))
         .await?
         .items;
+    let pods = pods_of(existing.as_ref(), pods);
     let was_finished = finished(mc.status.as_ref());
 
     // Validate: an invalid spec changes nothing; the status still tells what runs.

@@ -206,10 +206,12 @@ fn pods_path() -> String {
     format!("/api/v1/namespaces/{NS}/pods")
 }
 
-/// A broker pod of index `i` as the API server shows it.
+/// A broker pod of index `i` of the Job [`existing`] returns, as the API server shows it.
 fn pod(i: usize, status: Value) -> Value {
     json!({"metadata": {"name": format!("mc-{i}-x"), "namespace": NS,
         "creationTimestamp": "2026-01-01T00:00:00Z",
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "mc",
+            "uid": JOB_UID, "controller": true}],
         "annotations": {"batch.kubernetes.io/job-completion-index": i.to_string(),
             "kubectl.kubernetes.io/default-container": "mc"}},
         "spec": {"containers": [{"name": "mc", "image": "x"}]},
@@ -235,13 +237,14 @@ fn all_ready(n: usize) -> Value {
     pod_list((0..n).map(|i| pod(i, ready())).collect())
 }
 
+const JOB_UID: &str = "1d2e3f40-aaaa-bbbb-cccc-ddddeeeeffff";
+
 /// The Job and Secret the operator made for `mc` with `cert`, as the API server returns them.
 fn existing(mc: &MiniCluster, cert: &str) -> (Value, Value) {
     let children = build::build(mc, cert, &BuildOptions::default()).unwrap();
-    (
-        serde_json::to_value(&children.job).unwrap(),
-        serde_json::to_value(&children.secret).unwrap(),
-    )
+    let mut job = serde_json::to_value(&children.job).unwrap();
+    job["metadata"]["uid"] = JOB_UID.into();
+    (job, serde_json::to_value(&children.secret).unwrap())
 }
 
 fn cert() -> String {
@@ -685,6 +688,28 @@ async fn a_finished_minicluster_is_never_run_again() {
     reconcile(Arc::new(mc), ctx).await.unwrap();
     let seen = verifier.await.unwrap();
     assert_eq!(seen[2].body["status"]["phase"], "Succeeded");
+}
+
+#[tokio::test]
+async fn pods_of_a_job_being_replaced_do_not_end_the_minicluster() {
+    // The spec changed; the old Job is being deleted and its rank 0 ended with SIGTERM.
+    let mc = minicluster("");
+    let (mut job, secret) = existing(&mc, &cert());
+    job["metadata"]["deletionTimestamp"] = "2026-01-01T00:02:00Z".into();
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(
+                Reply::Json(job),
+                pod_list(vec![pod(0, ended(143)), pod(1, ready())]),
+            ),
+            children(Reply::Json(secret)),
+            // Wait for it to go; nothing is decided from its pods.
+        ]),
+    ));
+    reconcile(Arc::new(mc), ctx).await.unwrap();
+    verifier.await.unwrap();
 }
 
 #[tokio::test]
