@@ -1,7 +1,12 @@
 //! Waiting for rank 0 before a worker starts its broker: until rank 0's name resolves and its
 //! port accepts TCP, with bounded, jittered retries and a message per attempt.
+//!
+//! Only a name needs this. The broker's TBON connection (a ZeroMQ socket) retries by itself
+//! every 100 ms until rank 0 listens, so a worker given rank 0's address (brokers sharing a
+//! machine, on loopback ports) starts its broker at once, as `flux start` starts its brokers;
+//! waiting there would only add our backoff to the join.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -48,13 +53,18 @@ fn probe(host: &str, port: u16) -> std::result::Result<SocketAddr, String> {
     Err(last)
 }
 
-/// Waits until `uri` accepts a TCP connection; returns the time spent.
+/// Waits until `uri`'s name resolves and its port accepts a TCP connection; returns the time
+/// spent. An address (`tcp://127.0.0.1:9100`) is not waited for (see the module's note).
 pub fn rank0_reachable(uri: &str, timeout: Duration, stop: &Stop) -> Result<Duration> {
     let (host, port) = parse_tcp_uri(uri).ok_or_else(|| Error::Command {
         field: "network.connect",
         reason: format!("{uri:?} is not a tcp://HOST:PORT address"),
         fix: "render the description again with `minicluster render`".into(),
     })?;
+    if host.parse::<IpAddr>().is_ok() {
+        tracing::debug!("rank 0 is at {host}:{port}: no name to wait for");
+        return Ok(Duration::ZERO);
+    }
     let started = Instant::now();
     let mut attempt = 0u32;
     loop {
@@ -121,7 +131,9 @@ mod tests {
     #[test]
     fn reachable_port_and_bounded_wait() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let uri = format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port());
+        let port = l.local_addr().unwrap().port();
+        // A name: resolved, then connected to.
+        let uri = format!("tcp://localhost:{port}");
         rank0_reachable(&uri, Duration::from_secs(5), &Stop::none()).unwrap();
         drop(l);
         let e = rank0_reachable(&uri, Duration::from_millis(400), &Stop::none())
@@ -136,5 +148,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("does not resolve"), "{e}");
+    }
+
+    #[test]
+    fn an_address_is_not_waited_for() {
+        // Nothing listens there: the broker's own connection retries, not we.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        for uri in [
+            format!("tcp://127.0.0.1:{port}"),
+            format!("tcp://[::1]:{port}"),
+        ] {
+            let waited = rank0_reachable(&uri, Duration::from_secs(5), &Stop::none()).unwrap();
+            assert_eq!(waited, Duration::ZERO, "{uri}");
+        }
     }
 }
