@@ -266,9 +266,13 @@ async fn reconcile_inner(user: &MiniCluster, ctx: &Context) -> Result<Action> {
         o.applied = true;
         match &step {
             JobStep::Create => {
-                let job = jobs
-                    .patch(&name, &apply, &Patch::Apply(&children.job))
-                    .await?;
+                // Built from the pinned spec, marked with the hash of the user's.
+                let mut job = children.job.clone();
+                job.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(labels::SPEC_HASH.into(), build::spec_hash(user));
+                let job = jobs.patch(&name, &apply, &Patch::Apply(&job)).await?;
                 let note = format!(
                     "{} brokers (maxSize {})",
                     mc.spec.size,
@@ -618,6 +622,25 @@ mod tests {
             JobStep::Replace
         );
         assert_eq!(job_step(&edited, Some(&j), true, &opts(33)), JobStep::Keep);
+    }
+
+    #[test]
+    fn pinning_the_maximum_changes_the_build_not_the_hash() {
+        let mut m = mc(2);
+        m.spec.max_size = None;
+        m.status = Some(MiniClusterStatus {
+            maximum_size: 2,
+            ..Default::default()
+        });
+        let pinned = pin_max_size(&m);
+        assert_ne!(build::spec_hash(&pinned), build::spec_hash(&m));
+        // So the Job is marked with the user's (reconcile does), else it is replaced forever.
+        let mut j = job_of(&m, 2);
+        j.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(labels::SPEC_HASH.into(), build::spec_hash(&m));
+        assert_eq!(job_step(&m, Some(&j), false, &opts(33)), JobStep::Keep);
     }
 
     #[test]
