@@ -10,6 +10,21 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(
+        cli.command,
+        cli::Command::Run { .. } | cli::Command::Serve(_) | cli::Command::Operator(_)
+    ) {
+        // A command that prints ends quietly when its reader goes away (`| head`), as
+        // command-line tools do. `run` keeps going to clean up, and the servers write to
+        // sockets only.
+        // SAFETY: no other thread exists yet; restoring a default disposition.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -295,3 +295,27 @@ fn render_shows_the_script_and_the_shared_memory_mount() {
     );
     assert!(out.contains("emptyDir: {}"), "{out}");
 }
+
+#[test]
+fn output_to_a_reader_that_goes_away_ends_quietly() {
+    use std::io::Read;
+    // More than a pipe holds (64 KiB), read a little, then close the pipe: `| head -1`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minicluster"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}",
+        out.status
+    );
+}

@@ -257,9 +257,16 @@ impl KubernetesLauncher {
             .await
             .map_err(kube_err("following rank 0's log"))?
             .lines();
+        // A reader that went away (`| head`) stops the echo, not the run: its clean-up
+        // still happens.
+        let mut echo = true;
         while let Some(line) = lines.next().await {
             match line {
-                Ok(l) => println!("{l}"),
+                Ok(l) if echo => {
+                    use std::io::Write;
+                    echo = writeln!(std::io::stdout(), "{l}").is_ok();
+                }
+                Ok(_) => {}
                 Err(_) => break,
             }
         }
