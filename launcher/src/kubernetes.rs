@@ -192,6 +192,78 @@ impl KubernetesLauncher {
         }
     }
 
+    /// Waits until `size` broker pods are Ready (their brokers run: rank 0's instance is up
+    /// and the workers have joined), reporting progress and failing at once when they cannot
+    /// start; rank 0's pod.
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        size: usize,
+        timeout: Duration,
+        progress: &dyn Fn(&str),
+    ) -> Result<Pod> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = labels::selector_string(name);
+        let started = tokio::time::Instant::now();
+        let mut last = String::new();
+        loop {
+            let list = pods
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .map_err(kube_err("listing pods"))?;
+            let ready = list.items.iter().filter(|p| pod_ready(p)).count();
+            if ready >= size
+                && let Some(p) = list
+                    .items
+                    .iter()
+                    .find(|p| labels::is_rank0(p) && pod_ready(p))
+            {
+                return Ok(p.clone());
+            }
+            if let Some(stuck) = list.items.iter().find_map(cannot_start) {
+                return Err(stuck);
+            }
+            if let Some(p) = list.items.iter().find(|p| {
+                labels::is_rank0(p)
+                    && matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded") | Some("Failed")
+                    )
+            }) {
+                return Err(Error::Setup {
+                    what: format!("MiniCluster {name}"),
+                    reason: format!(
+                        "rank 0 ended before every broker was ready (pod {})",
+                        p.metadata.name.clone().unwrap_or_default()
+                    ),
+                    fix: format!("minicluster logs {name} --rank 0"),
+                });
+            }
+            if list.items.is_empty() && !self.no_operator {
+                self.check_operator(name, started.elapsed()).await?;
+            }
+            let now = format!(
+                "{ready}/{size} brokers ready; {}",
+                waiting_summary(&list.items)
+            );
+            if now != last {
+                progress(&now);
+                last = now;
+            }
+            if started.elapsed() > timeout {
+                return Err(Error::Setup {
+                    what: format!("MiniCluster {name}"),
+                    reason: format!("not ready after {}s ({last})", timeout.as_secs()),
+                    fix: format!(
+                        "kubectl describe minicluster {name} -n {ns}; kubectl get pods -n {ns} -l {selector}",
+                        ns = self.namespace
+                    ),
+                });
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
     /// With no pods yet: a MiniCluster the operator refused, or no operator at all, ends the
     /// wait.
     async fn check_operator(&self, name: &str, waited: Duration) -> Result<()> {
@@ -389,6 +461,15 @@ fn cannot_start(p: &Pod) -> Option<Error> {
         });
     }
     None
+}
+
+/// Ready: the pod's readiness probe says its broker runs.
+fn pod_ready(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// One line on where the pods are: "2/4 pods running; rank 0 Pending (ContainerCreating)".

@@ -114,8 +114,9 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
         let record = minicluster_launcher::Launcher::launch(&l, &mc).await?;
         state::create_dir(&root, &name)?;
         record.save(&root)?;
+        let size = usize::try_from(mc.spec.size).unwrap_or(0);
         let pod = tokio::select! {
-            p = l.rank0_running(&name, START, &progress) => p,
+            p = l.wait_ready(&name, size, START, &progress) => p,
             (signal, code) = stop.recv() => {
                 progress(&format!("{signal}: deleting {name}"));
                 l.down(&name, GONE).await?;
@@ -142,7 +143,7 @@ pub fn up(args: &LaunchArgs, json: bool) -> anyhow::Result<i32> {
                 record.size
             );
             println!(
-                "  kubectl exec -it -n {ns} {pod_name} -- flux run -N{} hostname",
+                "  kubectl exec -n {ns} {pod_name} -- flux run -N{} hostname",
                 record.size
             );
             println!("  minicluster logs {name} --rank 0");

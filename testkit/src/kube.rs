@@ -313,9 +313,8 @@ impl Namespace {
                 ]);
                 out.lines()
                     .filter_map(|l| l.split_once(' '))
-                    .filter(|(_, i)| i.trim() == rank.to_string())
+                    .rfind(|(_, i)| i.trim() == rank.to_string())
                     .map(|(n, _)| n.to_string())
-                    .last()
             },
             || self.describe(),
         )
