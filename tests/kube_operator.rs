@@ -621,3 +621,70 @@ fn real_kube_edits_deletion_cleanup_and_a_bad_image() {
     ]);
     assert!(events.contains("registry.invalid"), "{events}");
 }
+
+#[test]
+#[ignore = "needs the test Kubernetes cluster: KUBE_BIN (tests/run starts it)"]
+fn real_kube_cluster_wide_install_as_the_readme_says() {
+    // `minicluster manifests --out DIR --image IMG` and `kubectl apply -f DIR`, as README's
+    // operator section says, then a MiniCluster in a namespace of the test's own.
+    let c = TestCluster::get();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(minicluster())
+        .args(["manifests", "--out"])
+        .arg(dir.path())
+        .args(["--image", minicluster_testkit::kube::RUNNER_IMAGE])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = dir.path().to_str().unwrap();
+    c.ok(&["apply", "-f", d]);
+    let installed = ClusterWide {
+        c: c.clone(),
+        dir: d.to_string(),
+    };
+    c.ok(&[
+        "rollout",
+        "status",
+        "-n",
+        "minicluster-system",
+        "deployment/minicluster-operator",
+        "--timeout=120s",
+    ]);
+    let ns = Namespace::new(&c, "clusterwide");
+    c.apply(&with_ns(
+        &ns,
+        &mc_yaml(&c, "hello", 2, "", "      command: hostname\n"),
+    ));
+    wait_phase(&ns, "hello", "Succeeded", Duration::from_secs(180));
+    assert_eq!(ns.status("hello", "{.status.exitCode}"), "0");
+    drop(ns);
+    drop(installed);
+}
+
+/// The cluster-wide install, removed (all but the CRD, which other tests share) when the test
+/// ends.
+struct ClusterWide {
+    c: TestCluster,
+    dir: String,
+}
+
+impl Drop for ClusterWide {
+    fn drop(&mut self) {
+        for f in ["operator.yaml", "rbac.yaml", "namespace.yaml"] {
+            let _ = self
+                .c
+                .kubectl(&[
+                    "delete",
+                    "--ignore-not-found",
+                    "--wait=true",
+                    "-f",
+                    &format!("{}/{f}", self.dir),
+                ])
+                .output();
+        }
+    }
+}
