@@ -51,6 +51,13 @@ pub enum Error {
         after: Duration,
         fix: String,
     },
+    /// Rank 0 did not prove in a CURVE handshake that it holds this broker's certificate.
+    #[error("rank 0 ({endpoint}) {} (fix: {fix})", crate::curve_check::predicate(.failure))]
+    Rank0Cert {
+        endpoint: String,
+        failure: crate::curve_handshake::Failure,
+        fix: String,
+    },
     /// A hook exited non-zero under `strict` logging.
     #[error("the {hook} hook exited with code {code} (strict mode stops on a failing hook)")]
     Hook { hook: &'static str, code: i32 },

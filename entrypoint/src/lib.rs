@@ -5,6 +5,8 @@ pub mod batch;
 pub mod cert;
 pub mod cli;
 pub mod commands;
+pub mod curve_check;
+pub mod curve_handshake;
 pub mod error;
 pub mod exit_file;
 pub mod facts;

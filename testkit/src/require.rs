@@ -1,4 +1,5 @@
-//! Locating the real components: `flux` (from `$FLUX_BIN` or PATH) and a Docker Engine.
+//! Locating the real components: `flux` (from `$FLUX_BIN` or PATH), a Docker Engine, and the
+//! test venv's Python (libzmq through pyzmq, and other test-only tools).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -27,6 +28,21 @@ pub fn flux() -> PathBuf {
             "this test needs a real flux and none was found (fix: set FLUX_BIN to flux-core's `flux`, or put it on PATH; tests/run runs these tests only when one is there)"
         )
     })
+}
+
+/// `$MC_TEST_PYTHON`, else the workspace's `.venv` (made by `.ci/setup`); fails the test when
+/// neither is there: CI always runs `.ci/setup`, so a missing venv is a set-up error.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("MC_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing (fix: run .ci/setup, which installs the test tools into .venv, or set MC_TEST_PYTHON)",
+        venv.display()
+    );
+    venv
 }
 
 /// Fails the test unless a Docker Engine answers (`docker version`). The machines the suite

@@ -8,14 +8,16 @@
 //!   one or a mismatched key pair, checks rundir/statedir ownership and modes and that R is
 //!   there. Rank 0 listens on its bind address; the others connect to rank 0's connect URI
 //!   and present the certificate's public key, which rank 0 compares with its own (CURVE
-//!   would refuse a stranger). Once the quorum has joined, rank 0 runs the initial program;
+//!   would refuse a stranger). On the same port rank 0 answers a ZMTP greeting and CURVE
+//!   HELLO as a libzmq CURVE server holding its certificate would (WELCOME, or a close). Once the quorum has joined, rank 0 runs the initial program;
 //!   when it exits, every broker exits and rank 0 returns its code. SIGTERM ends rank 0 and
 //!   with it the others.
 //! - `R encode --hosts=H`: a resource set with two cores per host.
 //! - On rank 0's local socket, the few job services of the local connector that warm pools
 //!   use (`flux_server.rs`).
 //! - `submit`/`run`: runs the command once per task, here; `job wait --all`: the worst code of
-//!   the `--flags=waitable` submissions; `pause N`: sleeps (for images with nothing else).
+//!   the `--flags=waitable` submissions; `job attach ID`: that submission's code; `pause N`:
+//!   sleeps (for images with nothing else).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use minicluster_core::{CurveCert, Hostlist};
+use minicluster_entrypoint::curve_handshake::{self, Answer};
 
 mod flux_server;
 
@@ -373,10 +376,24 @@ fn kill_tree(pid: u32) {
 }
 
 /// A worker's hello: `HELLO <rank> <hostname> <public key>`. A connection that says nothing
-/// (a reachability probe) is dropped.
+/// (a reachability probe) is dropped. One that opens with a ZMTP greeting (the entrypoint's
+/// check of rank 0's certificate) gets the CURVE server's answer up to WELCOME: WELCOME with
+/// the same keypair, a closed connection otherwise, as libzmq answers.
 fn admit(s: TcpStream, hosts: &[Host], cert: &CurveCert) -> Option<TcpStream> {
     s.set_nonblocking(false).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut first = [0u8; 1];
+    if s.peek(&mut first).ok()? == 1 && first[0] == 0xff {
+        let deadline = Instant::now() + curve_handshake::LIMIT;
+        match curve_handshake::serve(&s, cert, deadline) {
+            Ok(Answer::Welcomed) => eprintln!("flux-standin: answered a CURVE handshake"),
+            Ok(Answer::Refused) => eprintln!(
+                "flux-standin: refused a CURVE handshake: its certificate is not this MiniCluster's"
+            ),
+            Err(e) => eprintln!("flux-standin: CURVE handshake: {e}"),
+        }
+        return None;
+    }
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line).ok()?;
     let mut w = line.split_whitespace();

@@ -1,0 +1,183 @@
+//! Before a worker starts its broker: does rank 0 hold this MiniCluster's certificate?
+//!
+//! A broker given another MiniCluster's certificate connects to rank 0, fails the CURVE
+//! handshake and retries forever without a word (neither libzmq nor Flux logs it), and the
+//! MiniCluster waits at "1/N brokers". So the worker first does the handshake itself
+//! ([`curve_handshake`]) with the certificate it will give its broker, and stops with the
+//! cause and the fix when rank 0 turns it down.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use minicluster_core::CurveCert;
+
+use crate::curve_handshake::{self, Failure};
+use crate::error::{Error, Result};
+use crate::plan::WaitTarget;
+use crate::signals::Stop;
+use crate::wait::parse_tcp_uri;
+
+/// Between connections that rank 0 refused (not listening yet, or restarting): ZeroMQ's
+/// reconnect interval, so a worker knocks no more often than its broker would.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Checks that rank 0 at `wait.uri` holds the keypair of `cert_text` and returns the time it
+/// took. A connection rank 0 refuses is tried again for up to `wait.timeout_secs` (an
+/// address is not waited for before: rank 0 may still be starting); each handshake has
+/// [`curve_handshake::LIMIT`]. `name` is the MiniCluster's, for the fix.
+pub fn rank0_holds_cert(
+    name: &str,
+    wait: &WaitTarget,
+    cert_text: &str,
+    stop: &Stop,
+) -> Result<Duration> {
+    let (host, port) = parse_tcp_uri(&wait.uri).ok_or_else(|| Error::Command {
+        field: "network.connect",
+        reason: format!("{:?} is not a tcp://HOST:PORT address", wait.uri),
+        fix: "render the description again with `minicluster render`".into(),
+    })?;
+    let cert = CurveCert::parse(cert_text)?;
+    let endpoint = format!("{host}:{port}");
+    let patience = Duration::from_secs(wait.timeout_secs);
+    let started = Instant::now();
+    loop {
+        stop.check()?;
+        let t = Instant::now();
+        match handshake(&host, port, &cert) {
+            Ok(()) => {
+                tracing::info!(
+                    handshake_us = t.elapsed().as_micros() as u64,
+                    "rank 0 ({endpoint}) holds this MiniCluster's certificate"
+                );
+                return Ok(started.elapsed());
+            }
+            Err(Failure::Network(e)) if started.elapsed() < patience => {
+                tracing::debug!("CURVE check: rank 0 ({endpoint}) not reachable yet: {e}");
+                stop.sleep(RETRY)?;
+            }
+            Err(failure) => {
+                return Err(Error::Rank0Cert {
+                    fix: fix(&failure, name, &wait.uri),
+                    endpoint,
+                    failure,
+                });
+            }
+        }
+    }
+}
+
+/// One connection and handshake with rank 0, all within [`curve_handshake::LIMIT`].
+pub fn handshake(host: &str, port: u16, cert: &CurveCert) -> std::result::Result<(), Failure> {
+    let deadline = Instant::now() + curve_handshake::LIMIT;
+    let mut last = None;
+    for addr in (host, port).to_socket_addrs().map_err(Failure::Network)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1))) {
+            Ok(stream) => {
+                // Two small writes, each waiting for an answer: no batching wanted.
+                let _ = stream.set_nodelay(true);
+                return curve_handshake::client(&stream, cert, deadline);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Failure::Network(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+    })))
+}
+
+/// What `failure` says about rank 0, after "rank 0 (HOST:PORT)".
+pub fn predicate(failure: &Failure) -> String {
+    match failure {
+        Failure::Refused(_) => format!("does not hold this MiniCluster's certificate: {failure}"),
+        Failure::TimedOut { .. } | Failure::NotZmtp(_) => {
+            format!("did not answer the CURVE handshake as a Flux broker: {failure}")
+        }
+        Failure::Network(_) => format!("cannot be reached for the CURVE handshake: {failure}"),
+        Failure::Randomness(_) => format!("was not asked for the CURVE handshake: {failure}"),
+    }
+}
+
+fn fix(failure: &Failure, name: &str, uri: &str) -> String {
+    match failure {
+        Failure::Refused(_) => format!(
+            "give every broker the same certificate — the Secret {name}-curve-cert, or spec.flux.curveCert"
+        ),
+        Failure::TimedOut { .. } | Failure::NotZmtp(_) => format!(
+            "check that {uri} is rank 0's Flux overlay port (the description's network.connect) and that nothing else listens there"
+        ),
+        Failure::Network(_) => {
+            "check that rank 0 is running and reachable from here, or raise --wait-timeout".into()
+        }
+        Failure::Randomness(_) => "run the entrypoint where the kernel's getrandom works".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn target(port: u16, timeout_secs: u64) -> WaitTarget {
+        WaitTarget {
+            uri: format!("tcp://127.0.0.1:{port}"),
+            timeout_secs,
+        }
+    }
+
+    /// A CURVE server (our own half) holding `cert`, for one connection.
+    fn server(cert: CurveCert) -> (u16, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let deadline = Instant::now() + curve_handshake::LIMIT;
+            let _ = curve_handshake::serve(&s, &cert, deadline);
+        });
+        (port, t)
+    }
+
+    #[test]
+    fn the_same_certificate_passes() {
+        // Against libzmq, and the refusal of another certificate: tests/curve_check.rs.
+        let ours = CurveCert::generate("mc-0").unwrap();
+        let (port, t) = server(ours.clone());
+        let took =
+            rank0_holds_cert("mc", &target(port, 5), &ours.to_text(), &Stop::none()).unwrap();
+        t.join().unwrap();
+        assert!(took < curve_handshake::LIMIT, "{took:?}");
+    }
+
+    #[test]
+    fn a_refused_connection_is_tried_again_until_rank0_listens() {
+        let cert = CurveCert::generate("mc-0").unwrap();
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let late = cert.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let _ = curve_handshake::serve(&s, &late, Instant::now() + curve_handshake::LIMIT);
+        });
+        rank0_holds_cert("mc", &target(port, 10), &cert.to_text(), &Stop::none()).unwrap();
+        t.join().unwrap();
+
+        // With no patience left, nothing listening is a network error at once.
+        let e =
+            rank0_holds_cert("mc", &target(port, 0), &cert.to_text(), &Stop::none()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Rank0Cert {
+                    failure: Failure::Network(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("cannot be reached"), "{e}");
+    }
+}
