@@ -29,8 +29,10 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("minicluster_operator");
         let reconciles = Counter::default();
         let failures = Family::<Reason, Counter>::default();
-        // 1 ms … ~16 s
-        let duration = Histogram::new([0.001, 0.004, 0.016, 0.064, 0.256, 1.024, 4.096, 16.384]);
+        // 0.5 ms … ~16 s, doubling: fine enough to read a p99 from.
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.0005, 2.0, 16,
+        ));
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_failures",

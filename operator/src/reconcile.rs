@@ -46,8 +46,9 @@ const STRAGGLERS: Duration = Duration::from_secs(30);
 pub async fn reconcile(mc: Arc<MiniCluster>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = reconcile_inner(&mc, &ctx).await;
-    ctx.metrics
-        .observe(started.elapsed(), result.as_ref().err());
+    let took = started.elapsed();
+    ctx.metrics.observe(took, result.as_ref().err());
+    tracing::debug!(took_us = took.as_micros() as u64, "reconciled");
     result
 }
 
