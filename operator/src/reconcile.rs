@@ -34,6 +34,37 @@ pub struct Context {
     pub recorder: Recorder,
     pub build: BuildOptions,
     pub metrics: Metrics,
+    /// When each MiniCluster's children were last applied, and for which generation.
+    pub applied: Applied,
+}
+
+/// Children applied, by `namespace/name`: (generation, when). A MiniCluster whose pods
+/// change many times a second while they start is reconciled as often; its Secret,
+/// ConfigMap and Service are applied again only for a new generation, a new Job, or once
+/// [`RESYNC`] has passed (which also brings an operator upgrade's children to every
+/// MiniCluster after a restart).
+#[derive(Default)]
+pub struct Applied(std::sync::Mutex<std::collections::HashMap<String, (i64, Instant)>>);
+
+impl Applied {
+    fn fresh(&self, key: &str, generation: i64) -> bool {
+        self.0
+            .lock()
+            .expect("applied lock")
+            .get(key)
+            .is_some_and(|(g, at)| *g == generation && at.elapsed() < RESYNC)
+    }
+
+    fn record(&self, key: &str, generation: i64) {
+        self.0
+            .lock()
+            .expect("applied lock")
+            .insert(key.to_string(), (generation, Instant::now()));
+    }
+
+    fn forget(&self, key: &str) {
+        self.0.lock().expect("applied lock").remove(key);
+    }
 }
 
 /// How long a healthy MiniCluster waits to be looked at again without any change.
@@ -216,8 +247,28 @@ async fn reconcile_inner(user: &MiniCluster, ctx: &Context) -> Result<Action> {
     );
     let mut requeue = RESYNC;
 
-    // Build and apply the children a MiniCluster that still runs needs.
-    if !was_finished && !ended_now {
+    let key = format!("{ns}/{name}");
+    let generation = mc.metadata.generation.unwrap_or(0);
+    let children_fresh = ctx.applied.fresh(&key, generation)
+        && matches!(
+            step,
+            JobStep::Keep | JobStep::Wait | JobStep::ResizeRefused(_)
+        );
+    if was_finished || ended_now {
+        ctx.applied.forget(&key);
+    }
+
+    // Build and apply the children a MiniCluster that still runs needs (unless applied for
+    // this generation a moment ago and the Job needs nothing).
+    if !was_finished && !ended_now && children_fresh {
+        o.applied = true;
+        if let JobStep::ResizeRefused(why) = &step {
+            o.resize_refused = Some(why.clone());
+        }
+        if step == JobStep::Wait {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+    } else if !was_finished && !ended_now {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
         let cert = match mc.spec.flux.as_ref().and_then(|f| f.curve_cert.clone()) {
             Some(own) => own,
@@ -340,6 +391,7 @@ async fn reconcile_inner(user: &MiniCluster, ctx: &Context) -> Result<Action> {
             }
             JobStep::Keep => {}
         }
+        ctx.applied.record(&key, generation);
     } else if existing.is_some() {
         // Finished: only stragglers are stopped, on servers whose Job does not do it.
         let straggling = !ctx.build.server.success_policy()

@@ -104,6 +104,7 @@ pub async fn run(
         client,
         build,
         metrics,
+        applied: Default::default(),
     });
     let broker_pods = watcher::Config::default().labels(&format!("{}=broker", labels::COMPONENT));
     // Readable, or not ready: a watch the RBAC forbids would only ever log errors.

@@ -133,6 +133,7 @@ fn context_with(build: BuildOptions) -> (Arc<Context>, Handle) {
         client,
         build,
         metrics: Metrics::default(),
+        applied: Default::default(),
     };
     (Arc::new(ctx), handle)
 }
@@ -734,4 +735,27 @@ async fn a_changed_spec_replaces_the_job() {
     let seen = verifier.await.unwrap();
     assert_eq!(seen[7].body["propagationPolicy"], "Foreground");
     assert_eq!(seen[8].body["reason"], "Replacing");
+}
+
+#[tokio::test]
+async fn children_are_applied_once_per_generation_while_pods_churn() {
+    // Pods changing while they start reconcile the MiniCluster again and again: its Secret,
+    // ConfigMap and Service are applied the first time only.
+    let mc = minicluster("");
+    let (job, secret) = existing(&mc, &cert());
+    let (ctx, handle) = context();
+    let verifier = tokio::spawn(verify(
+        handle,
+        calls(vec![
+            reads(Reply::Json(job.clone()), all_ready(4)),
+            children(Reply::Json(secret)),
+            vec![call(Method::PATCH, &status(), status_reply())],
+            reads(Reply::Json(job), all_ready(4)),
+            vec![call(Method::PATCH, &status(), status_reply())],
+        ]),
+    ));
+    let mc = Arc::new(mc);
+    reconcile(mc.clone(), ctx.clone()).await.unwrap();
+    reconcile(mc, ctx).await.unwrap();
+    verifier.await.unwrap();
 }
