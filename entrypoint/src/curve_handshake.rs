@@ -154,6 +154,7 @@ pub fn serve(stream: &TcpStream, cert: &CurveCert, deadline: Instant) -> Result<
             data.len()
         )));
     }
+    // HELLO's data: version (2), padding (72), C' (32), short nonce (8), signature box (80).
     let client_key: [u8; 32] = data[74..106].try_into().expect("32 bytes");
     let client_key = PublicKey::from(client_key);
     let secret = permanent(cert);
