@@ -52,7 +52,16 @@ impl Image {
         for b in with_libs {
             copy_libraries(&b, root);
         }
-        let tag = format!("minicluster-test-{name}-{}:standin", std::process::id());
+        Image::import(
+            &format!("{name}-{}:standin", std::process::id()),
+            root,
+            path,
+        )
+    }
+
+    /// The tree at `root` as image `minicluster-test-<tag>`, with `path` as its `PATH`.
+    pub fn import(tag: &str, root: &Path, path: &str) -> Image {
+        let tag = format!("minicluster-test-{tag}");
         let archive = root.with_extension("tar");
         let tar = Command::new("tar")
             .arg("-C")
@@ -76,7 +85,7 @@ impl Image {
 }
 
 /// The shared libraries `binary` loads, at their paths under `root`.
-fn copy_libraries(binary: &Path, root: &Path) {
+pub fn copy_libraries(binary: &Path, root: &Path) {
     let ldd = Command::new("ldd").arg(binary).output().unwrap();
     for lib in text(&ldd.stdout)
         .split_whitespace()
