@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use minicluster_core::{CurveCert, DescribeOptions, MiniCluster, describe};
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result, io};
@@ -42,7 +44,11 @@ pub struct ProcessLauncher {
 pub struct Running {
     pub record: Record,
     pub dir: PathBuf,
+    /// When the launch began: the origin of the `t_ms` of its trace events (`-v`).
+    pub started: Instant,
     children: Vec<Child>,
+    /// Each rank's local socket: there once its broker listens.
+    sockets: Vec<PathBuf>,
     root: PathBuf,
     grace: Duration,
 }
@@ -62,9 +68,11 @@ impl ProcessLauncher {
     /// run it twice. Launches under one root are serialised by a lock on the root, so two
     /// processes never both clear and start the same name.
     pub fn launch(&self, mc: &MiniCluster, persistent: bool, attach: bool) -> Result<Running> {
+        let started = Instant::now();
         let name = mc.metadata.name.clone().unwrap_or_default();
         let size = u32::try_from(mc.spec.size).unwrap_or(1);
         let max = u16::try_from(mc.spec.effective_max_size()).unwrap_or(u16::MAX);
+        tracing::info!(t_ms = 0, "launch {name}: {size} brokers as local processes");
         // Held until every rank is spawned and recorded (the descriptor is close-on-exec, so
         // the brokers do not inherit it).
         let _lock = lock_root(&self.root)?;
@@ -129,20 +137,40 @@ impl ProcessLauncher {
         std::fs::write(&description, d.to_json()).map_err(io("write", &description))?;
         let cert = dir.join("curve.cert");
         CurveCert::for_minicluster(mc)?.write(&cert)?;
+        tracing::info!(
+            t_ms = ms(started),
+            "{name}: description, certificate and record written"
+        );
 
         let mut running = Running {
             record,
             dir: dir.clone(),
+            started,
             children: Vec::new(),
+            sockets: (0..size)
+                .map(|r| {
+                    dir.join(format!("rank-{r}{}", d.paths.rundir))
+                        .join("local")
+                })
+                .collect(),
             root: self.root.clone(),
             grace: self.grace,
         };
+        // All at once, as `flux start` does: a worker's broker connects to rank 0 by itself
+        // as soon as rank 0 listens, and rank 0 starts its rc1 without waiting for them.
         for rank in 0..size {
             let spawned = self
                 .spawn_rank(rank, &dir, &description, &cert, attach)
                 .and_then(|child| {
+                    tracing::debug!(
+                        t_ms = ms(started),
+                        pid = child.id(),
+                        "rank {rank}: entrypoint started"
+                    );
                     running.record.pids.push(child.id() as i32);
                     running.children.push(child);
+                    // Saved with each pid, so that `down` finds every rank even when this
+                    // process is killed half way (a write and a rename: microseconds).
                     running.record.save(&self.root)
                 });
             if let Err(e) = spawned {
@@ -150,6 +178,7 @@ impl ProcessLauncher {
                 return Err(e);
             }
         }
+        tracing::info!(t_ms = ms(started), "{name}: {size} entrypoints started");
         Ok(running)
     }
 
@@ -272,18 +301,34 @@ impl Running {
         }
         let mut stop_sent: Option<Instant> = None;
         let mut started_reported = false;
+        let rank0_exited = exit_notice(self.record.pids[0]);
+        // Ranks whose broker has not been seen listening yet (traced with -v only).
+        let mut unseen: Vec<u32> = if tracing::enabled!(tracing::Level::INFO) {
+            (0..self.sockets.len() as u32).collect()
+        } else {
+            Vec::new()
+        };
         let code = loop {
             if !started_reported && self.all_alive() {
                 started_reported = true;
                 progress(&format!("{0}/{0} brokers started", self.children.len()));
             }
+            unseen.retain(|&rank| {
+                let up = self.sockets[rank as usize].exists();
+                if up {
+                    tracing::info!(t_ms = ms(self.started), "rank {rank}: broker listening");
+                }
+                !up
+            });
             if let Some(status) = self.children[0]
                 .try_wait()
                 .map_err(io("wait for", &self.dir))?
             {
-                break status.code().unwrap_or_else(|| {
+                let code = status.code().unwrap_or_else(|| {
                     128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
                 });
+                tracing::info!(t_ms = ms(self.started), "rank 0 exited with code {code}");
+                break code;
             }
             match (signal.load(Ordering::SeqCst), stop_sent) {
                 (0, _) => {}
@@ -298,7 +343,10 @@ impl Running {
                 }
                 _ => {}
             }
-            std::thread::sleep(Duration::from_millis(20));
+            // Rank 0's exit ends the wait at once; the tick serves signals and the trace.
+            if let Err(RecvTimeoutError::Disconnected) = rank0_exited.recv_timeout(TICK) {
+                std::thread::sleep(TICK);
+            }
         };
         // The other ranks leave with the instance; give them the grace, then make sure.
         let until = Instant::now() + self.grace;
@@ -309,7 +357,9 @@ impl Running {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
+        tracing::info!(t_ms = ms(self.started), "every rank exited");
         self.teardown();
+        tracing::info!(t_ms = ms(self.started), "cleanup done");
         Ok(code)
     }
 
@@ -414,6 +464,26 @@ impl Running {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// How often [`Running::wait`] looks at signals and, with -v, at the ranks' sockets.
+const TICK: Duration = Duration::from_millis(20);
+
+/// A message when child `pid` has exited, which stays ours to reap (`WNOWAIT`).
+fn exit_notice(pid: i32) -> Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let exited = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        if waitid(Id::Pid(Pid::from_raw(pid)), exited).is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    rx
+}
+
+/// Milliseconds since `t`, for trace events.
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// Which recorded ranks still run: the pid is alive and its command line names this

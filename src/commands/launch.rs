@@ -145,16 +145,18 @@ pub fn run(args: &LaunchArgs, command: Vec<String>) -> anyhow::Result<i32> {
         mc.spec.size
     ));
     let running = l.launch(&mc, false, true)?;
-    // While rank 0 runs, count the brokers that join (when it speaks Flux's protocol).
-    if let (Some(uri), false) = (running.record.flux_uri.clone(), args.quiet) {
-        let size = running.record.size;
+    // While rank 0 runs, count the brokers that join and (-v) trace its states, when it
+    // speaks Flux's protocol.
+    let trace = tracing::enabled!(tracing::Level::INFO);
+    if let (Some(uri), true) = (running.record.flux_uri.clone(), !args.quiet || trace) {
+        let (size, quiet, since) = (running.record.size, args.quiet, running.started);
         std::thread::spawn(move || {
             let socket = PathBuf::from(uri.trim_start_matches("local://"));
             let until = std::time::Instant::now() + Duration::from_secs(60);
             while !socket.exists() && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(20));
             }
-            report_joined(&uri, size, &say(false));
+            follow_rank0(&uri, size, since, trace, &say(quiet));
         });
     }
     Ok(running.wait(progress)?)
@@ -365,42 +367,124 @@ fn wait_port(port: u16, timeout: Duration) -> std::io::Result<()> {
 fn report_joined(uri: &str, size: u32, progress: &impl Fn(&str)) {
     let Ok(rt) = runtime() else { return };
     rt.block_on(async {
-        let opts = flux_client::ClientOptions {
-            connect_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
-            ..Default::default()
+        if let Some(flux) = rank0_client(uri).await {
+            count_joined(&flux, size, None, progress).await;
+        }
+    });
+}
+
+/// `run`'s watch on rank 0: the joined brokers as in [`report_joined`], and with `trace`
+/// (-v) every state rank 0's broker enters (rc1, run = the command started, cleanup = it
+/// ended, shutdown, rc3, …), as `t_ms` since the launch began.
+fn follow_rank0(
+    uri: &str,
+    size: u32,
+    since: std::time::Instant,
+    trace: bool,
+    progress: &impl Fn(&str),
+) {
+    let Ok(rt) = runtime() else { return };
+    rt.block_on(async {
+        let t_ms = || since.elapsed().as_millis() as u64;
+        let Some(flux) = rank0_client(uri).await else {
+            return;
         };
-        let flux = match flux_client::Client::connect_with(uri, opts).await {
-            Ok(f) => f,
+        tracing::info!(t_ms = t_ms(), "rank 0: answering on {uri}");
+        let states = async {
+            if trace && let Err(e) = trace_states(&flux, &t_ms).await {
+                tracing::debug!("not tracing rank 0's states: {e}");
+            }
+        };
+        tokio::join!(states, count_joined(&flux, size, Some(&t_ms), progress));
+    });
+}
+
+async fn rank0_client(uri: &str) -> Option<flux_client::Client> {
+    let opts = flux_client::ClientOptions {
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    flux_client::Client::connect_with(uri, opts)
+        .await
+        .inspect_err(|e| tracing::debug!("not counting joined brokers: {e}"))
+        .ok()
+}
+
+/// Logs each state rank 0's broker enters, until it goes away. `state-machine.monitor`
+/// streams them as numbers; their names come from `state-machine.get`, which answers once
+/// the broker's services are up (a few ms after its socket appears).
+async fn trace_states(
+    flux: &flux_client::Client,
+    t_ms: &impl Fn() -> u64,
+) -> flux_client::Result<()> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = flux.broker_state().await {
+        if tokio::time::Instant::now() > until {
+            return Err(e);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut states = flux.rpc_stream(
+        flux_client::Request::new("state-machine.monitor").json(&serde_json::json!({}))?,
+    )?;
+    let mut last = String::new();
+    while let Some(update) = states.next().await {
+        update?;
+        let name = flux.broker_state().await?.state;
+        if name != last {
+            let meaning = match name.as_str() {
+                "init" => " (rc1)",
+                "run" => " (the command started)",
+                "cleanup" => " (the command ended)",
+                "finalize" => " (rc3)",
+                _ => "",
+            };
+            tracing::info!(t_ms = t_ms(), "rank 0: {name}{meaning}");
+            if name == "finalize" {
+                // What follows takes milliseconds and ends with the broker's exit, which
+                // the launcher reports.
+                return Ok(());
+            }
+            last = name;
+        }
+    }
+    Ok(())
+}
+
+/// Reports the online brokers as their count grows, once rank 0's instance runs.
+async fn count_joined(
+    flux: &flux_client::Client,
+    size: u32,
+    t_ms: Option<&dyn Fn() -> u64>,
+    progress: &impl Fn(&str),
+) {
+    if let Err(e) = flux.wait_until_running(Duration::from_secs(60)).await {
+        tracing::debug!("not counting joined brokers: {e}");
+        return;
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut last = usize::MAX;
+    while tokio::time::Instant::now() < until {
+        let online = match flux.resource_status().await.and_then(|s| s.online_ranks()) {
+            Ok(o) => o,
             Err(e) => {
                 tracing::debug!("not counting joined brokers: {e}");
                 return;
             }
         };
-        if let Err(e) = flux.wait_until_running(Duration::from_secs(60)).await {
-            tracing::debug!("not counting joined brokers: {e}");
+        if online.len() != last {
+            last = online.len();
+            progress(&format!("{last}/{size} brokers joined"));
+        }
+        if last >= size as usize {
+            if let Some(t_ms) = t_ms {
+                tracing::info!(t_ms = t_ms(), "{size}/{size} brokers joined");
+            }
             return;
         }
-        let until = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut last = usize::MAX;
-        while tokio::time::Instant::now() < until {
-            let online = match flux.resource_status().await.and_then(|s| s.online_ranks()) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::debug!("not counting joined brokers: {e}");
-                    return;
-                }
-            };
-            if online.len() != last {
-                last = online.len();
-                progress(&format!("{last}/{size} brokers joined"));
-            }
-            if last >= size as usize {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A Docker client for launches already made (down, status, logs): no entrypoint to copy.
