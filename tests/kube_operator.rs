@@ -655,12 +655,29 @@ fn real_kube_cluster_wide_install_as_the_readme_says() {
         "--timeout=120s",
     ]);
     let ns = Namespace::new(&c, "clusterwide");
-    c.apply(&with_ns(
-        &ns,
-        &mc_yaml(&c, "hello", 2, "", "      command: hostname\n"),
-    ));
-    wait_phase(&ns, "hello", "Succeeded", Duration::from_secs(180));
-    assert_eq!(ns.status("hello", "{.status.exitCode}"), "0");
+    // README's example for the test cluster, as it is (its image is the one `up` imports).
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/test-cluster.yaml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    assert!(
+        text.contains(&c.flux_image),
+        "examples/test-cluster.yaml names {}",
+        c.flux_image
+    );
+    ns.ok(&["apply", "-f", example.to_str().unwrap()]);
+    wait_phase(&ns, "hello-test", "Succeeded", Duration::from_secs(180));
+    assert_eq!(ns.status("hello-test", "{.status.exitCode}"), "0");
+    if c.minor >= 28 {
+        let log = ns.ok(&[
+            "logs",
+            "-l",
+            "app.kubernetes.io/instance=hello-test,batch.kubernetes.io/job-completion-index=0",
+            "--tail=-1",
+        ]);
+        assert!(
+            log.contains("hello-test-0") && log.contains("hello-test-1"),
+            "{log}"
+        );
+    }
     drop(ns);
     drop(installed);
 }
