@@ -91,6 +91,11 @@ pub struct StartArgs {
     /// The flux command (default: <view>/bin/flux, else flux on PATH).
     #[arg(long, env = "FLUX_BIN", value_name = "PATH")]
     pub flux: Option<PathBuf>,
+    /// Brokers sharing this machine make R once: the first to start runs `flux R encode`
+    /// and leaves R in FILE, the others copy it (R describes this machine's hardware, so
+    /// only brokers on one machine may share a FILE). The process launcher passes it.
+    #[arg(long, value_name = "FILE")]
+    pub resource_cache: Option<PathBuf>,
     /// Directory whose templates (broker.toml.tera) replace the built-in ones.
     #[arg(long, env = "MINICLUSTER_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,

@@ -85,12 +85,13 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
         &stop,
         started,
         policy,
+        args.resource_cache.as_deref(),
     )?;
     let out = termination::container_code(plan.identity.rank, stop.requested(), code);
     if out != code {
         tracing::info!("exit code {code} reported as {out}");
     }
-    if let Some(message) = termination::message(plan.identity.rank, code, out) {
+    if let Some(message) = termination::message(plan.identity.rank, stop.requested(), code, out) {
         termination::report(Path::new(termination::KUBERNETES_MESSAGE), &message);
     }
     Ok(out)

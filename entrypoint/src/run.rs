@@ -17,7 +17,8 @@ use crate::wait;
 
 /// Runs the plan to the end; returns the exit code for the entrypoint. With an exit file, it
 /// is claimed first (a second start is refused before anything is written) and the exit code
-/// is recorded there at the end, also when the start fails after the claim.
+/// is recorded there at the end, also when the start fails after the claim. With
+/// `resource_cache`, R is taken from there when another broker on this machine made it.
 pub fn execute(
     d: &ClusterDescription,
     plan: &Plan,
@@ -25,13 +26,14 @@ pub fn execute(
     stop: &Stop,
     started: Instant,
     policy: StopPolicy,
+    resource_cache: Option<&Path>,
 ) -> Result<i32> {
     let claim = plan
         .exit_file
         .as_deref()
         .map(|p| exit_file::claim(p, std::process::id()))
         .transpose()?;
-    let result = carry_out(d, plan, strict, stop, started, policy);
+    let result = carry_out(d, plan, strict, stop, started, policy, resource_cache);
     if let Some(claim) = claim {
         let code = exit_file::exit_code(&result);
         match claim.record(code) {
@@ -49,6 +51,7 @@ fn carry_out(
     stop: &Stop,
     started: Instant,
     policy: StopPolicy,
+    resource_cache: Option<&Path>,
 ) -> Result<i32> {
     // Everything that can be refused is checked before the first write.
     let (cert_text, cert_wait) = timed("certificate", || cert::obtain(d, &plan.cert, stop))?;
@@ -57,7 +60,7 @@ fn carry_out(
     for f in &plan.files {
         files::write_atomic(&f.path, f.contents.as_bytes(), f.mode_bits())?;
     }
-    timed("resource set R", || write_resource(plan))?;
+    timed("resource set R", || write_resource(plan, resource_cache))?;
     for h in &plan.hooks_before {
         run_hook(h, plan, strict)?;
     }
@@ -125,7 +128,38 @@ fn first_missing_ancestor(dir: &Path) -> Option<PathBuf> {
     missing
 }
 
-fn write_resource(plan: &Plan) -> Result<()> {
+fn write_resource(plan: &Plan, cache: Option<&Path>) -> Result<()> {
+    let r = match cache {
+        None => encode_resource(plan)?,
+        Some(c) => shared_resource(c, || encode_resource(plan))?,
+    };
+    files::write_atomic(&plan.resource_path, &r, 0o644)
+}
+
+/// R from `cache`, made there by the first broker to get its lock. Brokers sharing a machine
+/// all encode the same R from the same hardware; one `flux R encode` (an hwloc scan) instead
+/// of one per broker keeps N brokers from queueing for the CPU before any of them starts.
+/// The lock dies with its holder, and the file appears whole (write + rename) or not at all.
+fn shared_resource(cache: &Path, encode: impl FnOnce() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
+    let fix = "pass a --resource-cache FILE in a directory this user can write";
+    let lock_path = cache.with_extension("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(Error::io("create", &lock_path, fix))?;
+    lock.lock().map_err(Error::io("lock", &lock_path, fix))?;
+    match std::fs::read(cache) {
+        Ok(r) => {
+            tracing::debug!("R from {}", cache.display());
+            Ok(r)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let r = encode()?;
+            files::write_atomic(cache, &r, 0o644)?;
+            Ok(r)
+        }
+        Err(e) => Err(Error::io("read", cache, fix)(e)),
+    }
+}
+
+fn encode_resource(plan: &Plan) -> Result<Vec<u8>> {
     let argv = &plan.resource_command;
     let out = Command::new(&argv[0])
         .args(&argv[1..])
@@ -145,7 +179,7 @@ fn write_resource(plan: &Plan) -> Result<()> {
             ),
         });
     }
-    files::write_atomic(&plan.resource_path, &out.stdout, 0o644)
+    Ok(out.stdout)
 }
 
 fn run_hook(h: &Hook, plan: &Plan, strict: bool) -> Result<()> {
@@ -169,4 +203,56 @@ fn run_hook(h: &Hook, plan: &Plan, strict: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn brokers_sharing_a_cache_encode_r_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("R");
+        let encoded = AtomicUsize::new(0);
+        let encode = || {
+            encoded.fetch_add(1, Ordering::SeqCst);
+            // Long enough for the others to queue on the lock.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Ok(b"{\"version\": 1}".to_vec())
+        };
+        let got: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let all: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| shared_resource(&cache, encode).unwrap()))
+                .collect();
+            all.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(encoded.load(Ordering::SeqCst), 1);
+        assert!(got.iter().all(|r| r == b"{\"version\": 1}"));
+        assert_eq!(std::fs::read(&cache).unwrap(), b"{\"version\": 1}");
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_no_cache_and_the_next_broker_tries_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("R");
+        let failed = shared_resource(&cache, || {
+            Err(Error::Program {
+                what: "flux R encode".into(),
+                reason: "exit status: 1".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert!(!cache.exists());
+        let r = shared_resource(&cache, || Ok(b"R".to_vec())).unwrap();
+        assert_eq!(r, b"R");
+    }
+
+    #[test]
+    fn an_unwritable_cache_names_the_flag() {
+        let e = shared_resource(Path::new("/nonexistent-dir/R"), || Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--resource-cache"), "{e}");
+    }
 }

@@ -200,6 +200,9 @@ impl ProcessLauncher {
             .arg(rank.to_string())
             .arg("--root")
             .arg(dir.join(format!("rank-{rank}")))
+            // The ranks share this machine, so its R is made once for all of them.
+            .arg("--resource-cache")
+            .arg(dir.join("R"))
             .env_remove("JOB_COMPLETION_INDEX")
             // Our other programs (minicluster-rest) sit beside the entrypoint.
             .env("PATH", path_with(self.entrypoint.parent()))
