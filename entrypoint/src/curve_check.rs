@@ -22,14 +22,27 @@ use crate::wait::parse_tcp_uri;
 const RETRY: Duration = Duration::from_millis(100);
 
 /// Checks that rank 0 at `wait.uri` holds the keypair of `cert_text` and returns the time it
-/// took. A connection rank 0 refuses is tried again for up to `wait.timeout_secs` (an
-/// address is not waited for before: rank 0 may still be starting); each handshake has
-/// [`curve_handshake::LIMIT`]. `name` is the MiniCluster's, for the fix.
+/// took. Only an answer fails the check: a refusal seen twice in a row (once could be rank 0
+/// restarting mid-handshake) or a server that is not ZMTP. A connection that fails or a
+/// handshake with no answer within [`curve_handshake::LIMIT`] (rank 0 starting, or busy on a
+/// loaded node) is tried again for up to `wait.timeout_secs`. `name` is the MiniCluster's,
+/// for the fix.
 pub fn rank0_holds_cert(
     name: &str,
     wait: &WaitTarget,
     cert_text: &str,
     stop: &Stop,
+) -> Result<Duration> {
+    check(name, wait, cert_text, stop, curve_handshake::LIMIT)
+}
+
+/// [`rank0_holds_cert`] with `limit` for each handshake.
+fn check(
+    name: &str,
+    wait: &WaitTarget,
+    cert_text: &str,
+    stop: &Stop,
+    limit: Duration,
 ) -> Result<Duration> {
     let (host, port) = parse_tcp_uri(&wait.uri).ok_or_else(|| Error::Command {
         field: "network.connect",
@@ -40,10 +53,11 @@ pub fn rank0_holds_cert(
     let endpoint = format!("{host}:{port}");
     let patience = Duration::from_secs(wait.timeout_secs);
     let started = Instant::now();
+    let mut refused_before = false;
     loop {
         stop.check()?;
         let t = Instant::now();
-        match handshake(&host, port, &cert) {
+        match handshake_within(&host, port, &cert, limit) {
             Ok(()) => {
                 tracing::info!(
                     handshake_us = t.elapsed().as_micros() as u64,
@@ -51,8 +65,16 @@ pub fn rank0_holds_cert(
                 );
                 return Ok(started.elapsed());
             }
-            Err(Failure::Network(e)) if started.elapsed() < patience => {
-                tracing::debug!("CURVE check: rank 0 ({endpoint}) not reachable yet: {e}");
+            Err(Failure::Refused(r)) if !refused_before => {
+                tracing::debug!("CURVE check: rank 0 ({endpoint}) refused once ({r:?}); once more");
+                refused_before = true;
+                stop.sleep(RETRY)?;
+            }
+            Err(f @ (Failure::Network(_) | Failure::TimedOut { .. }))
+                if started.elapsed() < patience =>
+            {
+                tracing::info!("CURVE check: no answer from rank 0 ({endpoint}) yet: {f}");
+                refused_before = false;
                 stop.sleep(RETRY)?;
             }
             Err(failure) => {
@@ -68,7 +90,16 @@ pub fn rank0_holds_cert(
 
 /// One connection and handshake with rank 0, all within [`curve_handshake::LIMIT`].
 pub fn handshake(host: &str, port: u16, cert: &CurveCert) -> std::result::Result<(), Failure> {
-    let deadline = Instant::now() + curve_handshake::LIMIT;
+    handshake_within(host, port, cert, curve_handshake::LIMIT)
+}
+
+fn handshake_within(
+    host: &str,
+    port: u16,
+    cert: &CurveCert,
+    limit: Duration,
+) -> std::result::Result<(), Failure> {
+    let deadline = Instant::now() + limit;
     let mut last = None;
     for addr in (host, port).to_socket_addrs().map_err(Failure::Network)? {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -146,6 +177,67 @@ mod tests {
             rank0_holds_cert("mc", &target(port, 5), &ours.to_text(), &Stop::none()).unwrap();
         t.join().unwrap();
         assert!(took < curve_handshake::LIMIT, "{took:?}");
+    }
+
+    #[test]
+    fn no_answer_is_tried_again_and_one_refusal_is_not_the_verdict() {
+        let ours = CurveCert::generate("mc-0").unwrap();
+        let stranger = CurveCert::generate("other-0").unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server_cert = ours.clone();
+        let t = std::thread::spawn(move || {
+            // A busy rank 0 that says nothing, then one restarting with another
+            // certificate, then the right one.
+            let (silent, _) = l.accept().unwrap();
+            let (s, _) = l.accept().unwrap();
+            drop(silent);
+            let deadline = Instant::now() + curve_handshake::LIMIT;
+            assert_eq!(
+                curve_handshake::serve(&s, &stranger, deadline).unwrap(),
+                curve_handshake::Answer::Refused
+            );
+            drop(s);
+            let (s, _) = l.accept().unwrap();
+            let deadline = Instant::now() + curve_handshake::LIMIT;
+            curve_handshake::serve(&s, &server_cert, deadline).unwrap()
+        });
+        let limit = Duration::from_millis(200);
+        check(
+            "mc",
+            &target(port, 10),
+            &ours.to_text(),
+            &Stop::none(),
+            limit,
+        )
+        .unwrap();
+        assert_eq!(t.join().unwrap(), curve_handshake::Answer::Welcomed);
+    }
+
+    #[test]
+    fn two_refusals_in_a_row_fail_at_once_with_the_fix() {
+        let stranger = CurveCert::generate("other-0").unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (s, _) = l.accept().unwrap();
+                let deadline = Instant::now() + curve_handshake::LIMIT;
+                let _ = curve_handshake::serve(&s, &stranger, deadline);
+            }
+        });
+        let ours = CurveCert::generate("mc-0").unwrap();
+        let started = Instant::now();
+        let e =
+            rank0_holds_cert("mc", &target(port, 600), &ours.to_text(), &Stop::none()).unwrap_err();
+        t.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let text = e.to_string();
+        assert!(
+            text.contains("does not hold this MiniCluster's certificate")
+                && text.contains("the Secret mc-curve-cert"),
+            "{text}"
+        );
     }
 
     #[test]

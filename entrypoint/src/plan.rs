@@ -352,6 +352,11 @@ impl fmt::Display for Plan {
                 "until {} accepts TCP (at most {}s)",
                 w.uri, w.timeout_secs
             )?;
+            writeln!(
+                f,
+                "then a CURVE handshake with rank 0 there, with this certificate: exit 125 unless rank 0 holds the same keypair (at most {}s a try)",
+                crate::curve_handshake::LIMIT.as_secs()
+            )?;
         }
         if !self.hooks_before.is_empty() || !self.hooks_after.is_empty() {
             writeln!(f, "\n## Hooks")?;
@@ -541,6 +546,7 @@ mod tests {
             "broker.toml",
             "R encode",
             "## Wait",
+            "then a CURVE handshake with rank 0",
             "## Broker",
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");

@@ -68,6 +68,7 @@ fn carry_out(
         None => std::time::Duration::ZERO,
         Some(w) => {
             wait::rank0_reachable(&w.uri, std::time::Duration::from_secs(w.timeout_secs), stop)?
+                + crate::curve_check::rank0_holds_cert(&plan.name, w, &cert_text, stop)?
         }
     };
     let code = supervise::run(

@@ -1,11 +1,16 @@
 //! The check that rank 0 holds this MiniCluster's certificate, against libzmq itself (a
-//! pyzmq CURVE server from `.venv`, `curve_check.py`).
+//! pyzmq CURVE server from `.venv`, `curve_check.py`) and, in the `real_flux_` test, against
+//! a real Flux broker in a 2-broker MiniCluster of entrypoint processes.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
+use common::*;
 use minicluster_core::CurveCert;
 use minicluster_entrypoint::Error;
 use minicluster_entrypoint::curve_check::{handshake, rank0_holds_cert};
@@ -119,12 +124,13 @@ fn libzmq_refuses_a_worker_with_another_certificate() {
     let text = stranger.to_text();
     let secret = text.lines().find(|l| l.contains("secret-key")).unwrap();
     assert!(!format!("{e} {e:?}").contains(secret.split('"').nth(1).unwrap()));
-    // libzmq's own reason: it could not open HELLO's box with its secret key.
+    // libzmq's own reason: it could not open HELLO's box with its secret key (once for
+    // `handshake`, twice for the check, which takes a refusal as final when it comes again).
     let events = server.events();
     let cryptographic = "event HANDSHAKE_FAILED_PROTOCOL PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC";
     assert_eq!(
         events.iter().filter(|e| *e == cryptographic).count(),
-        2,
+        3,
         "{events:?}"
     );
 }
@@ -177,5 +183,82 @@ fn nothing_listening_is_a_network_error() {
         e.to_string()
             .starts_with(&format!("rank 0 (127.0.0.1:{port}) cannot be reached")),
         "{e}"
+    );
+}
+
+// With a real Flux.
+
+/// Runs `c`'s broker `rank` (its entrypoint) with the output in `log`.
+fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
+    let f = std::fs::File::create(log).unwrap();
+    cmd.stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs a real flux: FLUX_BIN or flux on PATH (tests/run runs these when found)"]
+fn real_flux_a_worker_with_another_cert_exits_125_and_the_right_one_joins() {
+    let flux = minicluster_testkit::require::flux();
+    let c = Cluster::new(
+        &spec_yaml(
+            2,
+            "",
+            "      launcher: true\n      command: flux run -N2 hostname\n",
+        ),
+        &flux,
+    );
+    let rank0 = spawn_logged(c.command(0), &c.path("rank-0.log"));
+
+    // Rank 1 with a certificate of its own: its entrypoint stops before its broker starts.
+    let other = c.path("other.cert");
+    CurveCert::generate("stranger")
+        .unwrap()
+        .write(&other)
+        .unwrap();
+    let t = Instant::now();
+    let stranger = c
+        .command_at(1, &other, &c.path("stranger"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(stranger, Duration::from_secs(10));
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the stranger ended after {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    let cause = "does not hold this MiniCluster's certificate: the CURVE handshake was refused (fix: give every broker the same certificate — the Secret mc-curve-cert, or spec.flux.curveCert)";
+    let error_lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("entrypoint: error:"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{err}");
+    assert!(error_lines[0].contains(cause), "{err}");
+
+    // The right certificate: rank 1 joins and the command runs on both brokers.
+    let mut workers = vec![spawn_logged(c.command(1), &c.path("rank-1.log"))];
+    let out = wait_output(rank0, Duration::from_secs(90));
+    let log0 = std::fs::read_to_string(c.path("rank-0.log")).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rank 0:\n{log0}\nrank 1:\n{}",
+        c.log(1)
+    );
+    assert_eq!(wait_all(&mut workers, Duration::from_secs(30)), vec![0]);
+    assert!(
+        c.log(1).contains("rank 0 (127.0.0.1:")
+            && c.log(1).contains("holds this MiniCluster's certificate"),
+        "{}",
+        c.log(1)
+    );
+    let host = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        log0.lines()
+            .filter(|l| *l == host.to_string_lossy())
+            .count(),
+        2,
+        "{log0}"
     );
 }
