@@ -386,8 +386,16 @@ fn follow_rank0(
     let Ok(rt) = runtime() else { return };
     rt.block_on(async {
         let t_ms = || since.elapsed().as_millis() as u64;
-        let Some(flux) = rank0_client(uri).await else {
-            return;
+        // The socket's file appears a moment before the broker accepts on it.
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        let flux = loop {
+            match rank0_client(uri).await {
+                Some(f) => break f,
+                None if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                None => return,
+            }
         };
         tracing::info!(t_ms = t_ms(), "rank 0: answering on {uri}");
         let states = async {
