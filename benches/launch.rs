@@ -8,7 +8,7 @@
 //! ```text
 //! cargo build --release -p minicluster-entrypoint           # the binaries it launches
 //! cargo bench -p minicluster --bench launch                 # bring-up and run -- CMD, N = 1, 4, 16, 64
-//! cargo bench -p minicluster --bench launch -- memory       # N = 64, 128: time and peak RSS
+//! cargo bench -p minicluster --bench launch -- memory       # N = 64, 128: time and peak memory
 //! cargo bench -p minicluster --bench launch -- docker       # docker launcher, N = 1, 4, 16
 //! ```
 //!
@@ -34,10 +34,10 @@ use common::image::Image;
 struct Sample {
     first: Option<Duration>,
     total: Duration,
-    peak_rss: Option<u64>,
+    peak_pss: Option<u64>,
 }
 
-/// Runs `cmd`, timing it; `sample_memory` walks /proc every 100 ms.
+/// Runs `cmd`, timing it; `sample_memory` walks /proc every 250 ms.
 fn timed(cmd: &mut Command, sample_memory: bool) -> Sample {
     // Its errors go to a file, read only when it fails.
     let mut errors = tempfile::tempfile().unwrap();
@@ -66,8 +66,8 @@ fn timed(cmd: &mut Command, sample_memory: bool) -> Sample {
         let (done, peak, root) = (Arc::clone(&done), Arc::clone(&peak), child.id() as i32);
         std::thread::spawn(move || {
             while !done.load(Ordering::SeqCst) {
-                peak.fetch_max(tree_rss(root), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(100));
+                peak.fetch_max(tree_pss(root), Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(250));
             }
         })
     });
@@ -87,15 +87,15 @@ fn timed(cmd: &mut Command, sample_memory: bool) -> Sample {
     Sample {
         first,
         total,
-        peak_rss: sample_memory.then(|| peak.load(Ordering::SeqCst)),
+        peak_pss: sample_memory.then(|| peak.load(Ordering::SeqCst)),
     }
 }
 
-/// Resident bytes of `root` and every process below it, summed.
-fn tree_rss(root: i32) -> u64 {
-    let page = 4096;
+/// Memory of `root` and every process below it: the sum of their proportional set sizes
+/// (PSS: private pages, and each shared page divided among the processes sharing it), so
+/// that N copies of one program count its text once, not N times as summed RSS would.
+fn tree_pss(root: i32) -> u64 {
     let mut parent: HashMap<i32, i32> = HashMap::new();
-    let mut rss: HashMap<i32, u64> = HashMap::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -103,14 +103,12 @@ fn tree_rss(root: i32) -> u64 {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // After the command's closing parenthesis: state, ppid, …, field 24 is rss (pages).
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(ppid), Some(pages)) = (fields.get(1), fields.get(21)) {
+        // After the command's closing parenthesis: state, then the parent's pid.
+        if let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        {
             parent.insert(pid, ppid.parse().unwrap_or(0));
-            rss.insert(pid, pages.parse::<u64>().unwrap_or(0) * page);
         }
     }
     let in_tree = |mut pid: i32| {
@@ -122,10 +120,17 @@ fn tree_rss(root: i32) -> u64 {
         }
         false
     };
-    rss.iter()
-        .filter(|(pid, _)| in_tree(**pid))
-        .map(|(_, b)| b)
-        .sum()
+    let pss_kib = |pid: i32| {
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+        let line = rollup.lines().find(|l| l.starts_with("Pss:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
+    parent
+        .keys()
+        .filter(|pid| in_tree(**pid))
+        .filter_map(|pid| pss_kib(*pid))
+        .sum::<u64>()
+        * 1024
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -137,12 +142,12 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-/// Medians of one side's samples: (to first output, whole run, peak RSS).
+/// Medians of one side's samples: (to first output, whole run, peak PSS).
 fn medians(s: &[Sample]) -> (Option<Duration>, Duration, Option<u64>) {
     let firsts: Vec<Duration> = s.iter().filter_map(|x| x.first).collect();
     let first = (firsts.len() == s.len()).then(|| median(firsts));
     let total = median(s.iter().map(|x| x.total).collect());
-    let mut peaks: Vec<u64> = s.iter().filter_map(|x| x.peak_rss).collect();
+    let mut peaks: Vec<u64> = s.iter().filter_map(|x| x.peak_pss).collect();
     peaks.sort();
     (first, total, peaks.get(peaks.len() / 2).copied())
 }
@@ -327,7 +332,7 @@ fn time(b: &Bench) {
 fn memory(b: &Bench) {
     println!();
     println!(
-        "| brokers | `minicluster run` whole run | peak RSS | `flux start --test-size=N hostname` whole run | peak RSS | ratio (time) | ratio (memory) |"
+        "| brokers | `minicluster run` whole run | peak memory (PSS) | `flux start --test-size=N hostname` whole run | peak memory (PSS) | ratio (time) | ratio (memory) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     let file = b.launcher_mode.to_str().unwrap();
