@@ -17,8 +17,10 @@ use crate::plan::WaitTarget;
 use crate::signals::Stop;
 use crate::wait::parse_tcp_uri;
 
-/// Between connections that rank 0 refused (not listening yet, or restarting): ZeroMQ's
+/// Between tries while rank 0 does not answer (not listening yet, or restarting): from 10 ms,
+/// as brokers sharing a machine start within milliseconds of each other, doubling to ZeroMQ's
 /// reconnect interval, so a worker knocks no more often than its broker would.
+const FIRST_RETRY: Duration = Duration::from_millis(10);
 const RETRY: Duration = Duration::from_millis(100);
 
 /// Checks that rank 0 at `wait.uri` holds the keypair of `cert_text` and returns the time it
@@ -54,6 +56,7 @@ fn check(
     let patience = Duration::from_secs(wait.timeout_secs);
     let started = Instant::now();
     let mut refused_before = false;
+    let mut pause = FIRST_RETRY;
     loop {
         stop.check()?;
         let t = Instant::now();
@@ -68,14 +71,22 @@ fn check(
             Err(Failure::Refused(r)) if !refused_before => {
                 tracing::debug!("CURVE check: rank 0 ({endpoint}) refused once ({r:?}); once more");
                 refused_before = true;
-                stop.sleep(RETRY)?;
+                stop.sleep(pause)?;
+                pause = (pause * 2).min(RETRY);
             }
             Err(f @ (Failure::Network(_) | Failure::TimedOut { .. }))
                 if started.elapsed() < patience =>
             {
-                tracing::info!("CURVE check: no answer from rank 0 ({endpoint}) yet: {f}");
+                // Not listening yet is the common case while rank 0 starts: quiet. A
+                // handshake with no answer is worth a line.
+                if matches!(f, Failure::TimedOut { .. }) {
+                    tracing::info!("CURVE check: no answer from rank 0 ({endpoint}) yet: {f}");
+                } else {
+                    tracing::debug!("CURVE check: rank 0 ({endpoint}) not reachable yet: {f}");
+                }
                 refused_before = false;
-                stop.sleep(RETRY)?;
+                stop.sleep(pause)?;
+                pause = (pause * 2).min(RETRY);
             }
             Err(failure) => {
                 return Err(Error::Rank0Cert {
