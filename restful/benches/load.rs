@@ -1,12 +1,18 @@
 //! Submissions through our server into a real Flux broker: submissions per second and
-//! p50/p99 latency of `POST /v1/jobs/submit`, and of `GET /v1/jobs/{id}`.
+//! p50/p99 latency of `POST /v1/jobs/submit`, and of `GET /v1/jobs/{id}`, next to a
+//! reference measured in the same run: Flux's own Python bindings (`flux python`) submitting
+//! the same jobs (`true`, from `JobspecV1.from_command`) and reading each one back
+//! (`job-list.list-id`, as our `GET` does) with as many requests outstanding as we have HTTP
+//! clients, for as long, inside a fresh instance of the same kind. It prints both rates,
+//! the ratio ours/reference, the core count and the load average.
 //!
-//! `cargo bench -p minicluster-rest --bench load` (needs `flux` on PATH or `$FLUX_BIN`, and
-//! exits non-zero without; `LOAD_SECONDS`, `LOAD_CONCURRENCY` to change the run). The server
-//! runs with its defaults: no submission rate limit, as flux-restful.
+//! `cargo bench -p minicluster-rest --bench load` (needs `flux` on PATH or `$FLUX_BIN`, with
+//! flux-core's Python bindings, and exits non-zero without; `LOAD_SECONDS`,
+//! `LOAD_CONCURRENCY` to change the run). The server runs with its defaults: no submission
+//! rate limit, as flux-restful.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +47,77 @@ fn flux_or_exit() -> PathBuf {
     })
 }
 
+/// The reference: Flux's own Python client doing what our HTTP clients make the server do.
+/// `conc` slots, each submitting `true` (`JobspecV1.from_command`, with the working directory
+/// and an environment like the one our server passes) and then reading the job back with
+/// `job-list.list-id`, its next submission sent when that answer arrives, until `secs` have
+/// passed; then the outstanding ones finish. One JSON line out: the latencies in seconds.
+const REFERENCE_PY: &str = r#"
+import json, os, sys, time
+import flux
+from flux.job import JobspecV1, job_list_id, submit_async
+
+secs, conc = float(sys.argv[1]), int(sys.argv[2])
+h = flux.Flux()
+js = JobspecV1.from_command(["true"])
+js.cwd = os.getcwd()
+keep = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR")
+js.environment = {k: v for k, v in os.environ.items() if k in keep or k.startswith("LC_")}
+for _ in range(20):
+    submit_async(h, js).get_id()
+submits, gets = [], []
+state = {"active": conc, "deadline": 0.0}
+
+
+def submit():
+    submit_async(h, js).then(submitted, time.monotonic())
+
+
+def submitted(f, t):
+    jobid = f.get_id()
+    submits.append(time.monotonic() - t)
+    job_list_id(h, jobid, ["all"]).then(looked_up, time.monotonic())
+
+
+def looked_up(f, t):
+    f.get_job()
+    gets.append(time.monotonic() - t)
+    if time.monotonic() < state["deadline"]:
+        submit()
+        return
+    state["active"] -= 1
+    if state["active"] == 0:
+        h.reactor_stop()
+
+
+start = time.monotonic()
+state["deadline"] = start + secs
+for _ in range(conc):
+    submit()
+h.reactor_run()
+elapsed = time.monotonic() - start
+print(json.dumps({"submits": submits, "gets": gets, "elapsed": elapsed}))
+"#;
+
+/// Latencies of one side of the comparison.
+struct Run {
+    submits: Vec<Duration>,
+    gets: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn sorted(mut self) -> Self {
+        self.submits.sort();
+        self.gets.sort();
+        self
+    }
+
+    fn rate(&self) -> f64 {
+        self.submits.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -52,20 +129,17 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    let flux = flux_or_exit();
-    let secs: u64 = std::env::var("LOAD_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let conc: usize = std::env::var("LOAD_CONCURRENCY")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let mut child = Command::new(&flux)
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` has them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Our server as the initial program of `flux start --test-size=1`, `conc` HTTP clients each
+/// submitting `true` and reading the job back for `secs`.
+fn ours(flux: &Path, secs: u64, conc: usize) -> Run {
+    let mut child = Command::new(flux)
         .args([
             "start",
             "--test-size=1",
@@ -99,7 +173,7 @@ fn main() {
         }
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (submits, gets, elapsed) = rt.block_on(async {
+    let run = rt.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(conc)
             .build()
@@ -154,30 +228,123 @@ fn main() {
             submits.extend(s);
             gets.extend(g);
         }
-        let elapsed = start.elapsed();
-        (submits, gets, elapsed)
+        Run {
+            submits,
+            gets,
+            elapsed: start.elapsed(),
+        }
     });
     // Our server is the instance's initial program: when it ends, so does the instance.
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
-    let (mut s, mut g) = (submits, gets);
-    s.sort();
-    g.sort();
+    run.sorted()
+}
+
+/// The reference script as the initial program of a fresh `flux start --test-size=1`; exits
+/// non-zero, saying why, when it cannot run (no Python bindings, for one).
+fn reference(flux: &Path, secs: u64, conc: usize) -> Run {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let script = dir.path().join("reference.py");
+    std::fs::write(&script, REFERENCE_PY).expect("write the reference script");
+    let out = Command::new(flux)
+        .args(["start", "--test-size=1"])
+        .arg(flux)
+        .arg("python")
+        .arg(&script)
+        .args([secs.to_string(), conc.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("flux start");
+    let parsed = std::str::from_utf8(&out.stdout)
+        .ok()
+        .and_then(|s| s.lines().rev().find(|l| l.starts_with('{')))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    let Some(v) = parsed.filter(|_| out.status.success()) else {
+        eprintln!(
+            "load: the reference (flux python, submitting through flux-core's Python bindings) \
+             failed ({}): its figures are needed next to ours; build flux-core with its Python \
+             bindings",
+            out.status
+        );
+        std::process::exit(2);
+    };
+    let secs_list = |k: &str| -> Vec<Duration> {
+        v[k].as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(Duration::from_secs_f64)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Run {
+        submits: secs_list("submits"),
+        gets: secs_list("gets"),
+        elapsed: Duration::from_secs_f64(v["elapsed"].as_f64().unwrap_or(f64::NAN)),
+    }
+    .sorted()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let flux = flux_or_exit();
+    let secs: u64 = std::env::var("LOAD_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let conc: usize = std::env::var("LOAD_CONCURRENCY")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_before = loadavg();
+    let ours = ours(&flux, secs, conc);
+    let load_between = loadavg();
+    let refr = reference(&flux, secs, conc);
+    let load_after = loadavg();
     println!(
-        "load: {conc} clients for {:.1} s against flux-core (flux start --test-size=1)",
-        elapsed.as_secs_f64()
+        "load: {conc} clients for {:.1} s against flux-core (flux start --test-size=1); \
+         nproc {cores}; load average {load_before} before, {load_between} between, \
+         {load_after} after",
+        ours.elapsed.as_secs_f64()
     );
     println!(
         "POST /v1/jobs/submit: {} submissions, {:.0}/s, p50 {}, p99 {}",
-        s.len(),
-        s.len() as f64 / elapsed.as_secs_f64(),
-        ms(pct(&s, 0.5)),
-        ms(pct(&s, 0.99))
+        ours.submits.len(),
+        ours.rate(),
+        ms(pct(&ours.submits, 0.5)),
+        ms(pct(&ours.submits, 0.99))
     );
     println!(
         "GET /v1/jobs/{{id}}:   {} lookups, p50 {}, p99 {}",
-        g.len(),
-        ms(pct(&g, 0.5)),
-        ms(pct(&g, 0.99))
+        ours.gets.len(),
+        ms(pct(&ours.gets, 0.5)),
+        ms(pct(&ours.gets, 0.99))
+    );
+    println!(
+        "reference (flux python: submit_async + job_list_id, {conc} outstanding, {:.1} s):",
+        refr.elapsed.as_secs_f64()
+    );
+    println!(
+        "  job-ingest.submit:  {} submissions, {:.0}/s, p50 {}, p99 {}",
+        refr.submits.len(),
+        refr.rate(),
+        ms(pct(&refr.submits, 0.5)),
+        ms(pct(&refr.submits, 0.99))
+    );
+    println!(
+        "  job-list.list-id:   {} lookups, p50 {}, p99 {}",
+        refr.gets.len(),
+        ms(pct(&refr.gets, 0.5)),
+        ms(pct(&refr.gets, 0.99))
+    );
+    println!(
+        "ratio ours/reference: {:.2} ({:.0}/s vs {:.0}/s, nproc {cores}, load average {load_after})",
+        ours.rate() / refr.rate(),
+        ours.rate(),
+        refr.rate()
     );
 }
