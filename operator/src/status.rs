@@ -10,6 +10,7 @@ use minicluster_core::spec::MiniClusterStatus;
 use minicluster_core::{FieldError, MiniCluster};
 
 use crate::labels;
+use minicluster_core::exit_codes;
 
 /// What reconcile saw and did.
 #[derive(Clone, Debug, Default)]
@@ -132,29 +133,42 @@ impl Observed {
     }
 
     /// The first broker whose Flux container failed, and its termination message: why a Job
-    /// failed when a worker could not start (e.g. a certificate that is not rank 0's).
-    pub fn first_failure(&self) -> Option<String> {
-        let mut failed: Vec<&Pod> = self
-            .pods
+    /// failed when a worker could not start (e.g. a certificate that is not rank 0's). A
+    /// worker that left (stopped from outside, to be replaced) is no failure.
+    pub fn first_failure(&self) -> Option<Failure> {
+        self.pods
             .iter()
-            .filter(|p| terminated(p).is_some_and(|t| t.exit_code != 0))
-            .collect();
-        failed.sort_by_key(|p| {
-            terminated(p)
-                .and_then(|t| t.finished_at.clone())
-                .map(|t| t.0)
-        });
-        let p = failed.first()?;
-        let t = terminated(p)?;
-        Some(format!(
-            "rank {} exited with code {}{}",
-            labels::pod_index(p).map_or("?".into(), |i| i.to_string()),
-            t.exit_code,
-            match t.message.as_deref().map(last_line) {
-                Some(m) if !m.is_empty() => format!(": {m}"),
-                _ => String::new(),
-            }
-        ))
+            .filter_map(|p| terminated(p).map(|t| (p, t)))
+            .filter(|(_, t)| t.exit_code != 0 && t.exit_code != exit_codes::WORKER_LEFT)
+            .min_by_key(|(_, t)| t.finished_at.clone().map(|t| t.0))
+            .map(|(p, t)| Failure {
+                rank: labels::pod_index(p),
+                code: t.exit_code,
+                message: t.message.as_deref().map(last_line).unwrap_or_default(),
+            })
+    }
+}
+
+/// A broker's Flux container that ended with a non-zero code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub rank: Option<u32>,
+    pub code: i32,
+    /// The last line of its termination message.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rank {
+            Some(r) => write!(f, "rank {r}")?,
+            None => f.write_str("rank ?")?,
+        }
+        write!(f, " exited with code {}", self.code)?;
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
     }
 }
 
@@ -215,6 +229,20 @@ fn last_line(s: &str) -> String {
 
 /// The outcome rank 0 gives, else the Job's: (succeeded, exit code, reason, message).
 fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
+    // A worker that failed first (its Job then failed and stopped rank 0) is the cause; rank
+    // 0's own end would only say it was stopped.
+    if let Some(first) = o.first_failure().filter(|f| f.rank.is_some_and(|r| r != 0)) {
+        let rank0 = o
+            .rank0_end()
+            .and_then(|e| e.code)
+            .map(|c| format!("; rank 0 then exited with code {c}"))
+            .unwrap_or_default();
+        let job_failed = o.job_condition("Failed").map(|(reason, _)| reason);
+        if job_failed.is_some() || o.rank0_end().is_some() {
+            let reason = job_failed.unwrap_or_else(|| "WorkerFailed".into());
+            return Some((false, None, reason, format!("{first}{rank0}")));
+        }
+    }
     if let Some(end) = o.rank0_end() {
         return Some(match end.code {
             Some(0) => (
@@ -609,6 +637,69 @@ mod tests {
         assert!(
             f.message
                 .contains("rank 1 exited with code 125: entrypoint: error: rank 0 does not hold"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn a_worker_that_failed_first_is_the_cause_not_rank_0_stopped_after_it() {
+        let job: Job = serde_json::from_value(json!({"status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+             "message": "Container mc for pod hpc/mc-1-x failed with exit code 125 matching FailJob rule at index 0"}]}}))
+        .unwrap();
+        let at = |p: &mut Pod, t: &str| {
+            let st = p
+                .status
+                .as_mut()
+                .unwrap()
+                .container_statuses
+                .as_mut()
+                .unwrap();
+            st[0]
+                .state
+                .as_mut()
+                .unwrap()
+                .terminated
+                .as_mut()
+                .unwrap()
+                .finished_at = Some(Time(t.parse().unwrap()));
+        };
+        let mut worker = pod(
+            1,
+            ended(
+                125,
+                "entrypoint: error: rank 0 (mc-0:8050) does not hold this MiniCluster's certificate",
+            ),
+        );
+        at(&mut worker, "2026-01-01T00:00:01Z");
+        let mut rank0 = pod(0, ended(143, "rank 0 stopped by signal 15 from outside"));
+        at(&mut rank0, "2026-01-01T00:00:02Z");
+        for job in [Some(job), None] {
+            let o = Observed {
+                job,
+                pods: vec![rank0.clone(), worker.clone()],
+                ..Observed::default()
+            };
+            let st = compute(&mc(None), &o, now());
+            let f = cond(&st, "Failed");
+            assert_eq!(
+                f.message,
+                "rank 1 exited with code 125: entrypoint: error: rank 0 (mc-0:8050) does not hold this MiniCluster's certificate; rank 0 then exited with code 143"
+            );
+            assert!(["PodFailurePolicy", "WorkerFailed"].contains(&f.reason.as_str()));
+            assert_eq!(st.exit_code, None);
+        }
+        // Rank 0 failing first stays rank 0's failure.
+        at(&mut rank0, "2026-01-01T00:00:00Z");
+        let o = Observed {
+            pods: vec![rank0, worker],
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        let f = cond(&st, "Failed");
+        assert!(
+            f.message.starts_with("rank 0 exited with code 143"),
             "{}",
             f.message
         );
