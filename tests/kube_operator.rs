@@ -705,3 +705,56 @@ impl Drop for ClusterWide {
         }
     }
 }
+
+#[test]
+#[ignore = "needs the test Kubernetes cluster: KUBE_BIN (tests/run starts it)"]
+fn real_kube_a_broker_with_another_clusters_certificate_fails_with_the_cause() {
+    let ns = setup("cert");
+    let c = &ns.cluster;
+    c.apply(&with_ns(
+        &ns,
+        &mc_yaml(c, "certs", 2, "  interactive: true\n", ""),
+    ));
+    wait_for(
+        "2/2 brokers ready",
+        Duration::from_secs(120),
+        || (ns.status("certs", "{.status.ready}") == "2/2").then_some(()),
+        || ns.describe(),
+    );
+    // Another keypair in the Secret: rank 0 keeps the one it started with, a worker started
+    // now gets the other.
+    let other = minicluster_core::CurveCert::generate("certs-0")
+        .unwrap()
+        .to_text();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("curve.cert");
+    std::fs::write(&file, other).unwrap();
+    let secret = ns.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "certs-curve-cert",
+        &format!("--from-file=curve.cert={}", file.display()),
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ]);
+    c.apply(&secret.replace(
+        "metadata:\n",
+        &format!("metadata:\n  namespace: {}\n", ns.name),
+    ));
+    let worker = ns.pod_of_rank("certs", 1);
+    let t = Instant::now();
+    ns.ok(&["delete", "pod", &worker, "--wait=false"]);
+    wait_phase(&ns, "certs", "Failed", Duration::from_secs(120));
+    let (_, _, message) = condition(&ns, "certs", "Failed");
+    assert!(
+        message.starts_with("rank 1 exited with code 125: ")
+            && message.contains("does not hold this MiniCluster's certificate: the CURVE handshake was refused (fix: give every broker the same certificate — the Secret certs-curve-cert"),
+        "{message}"
+    );
+    println!(
+        "mismatched certificate: Failed, naming the cause, {:.1} s after the worker was replaced",
+        t.elapsed().as_secs_f64()
+    );
+}
