@@ -159,14 +159,17 @@ fn pods_of(job: Option<&Job>, pods: Vec<Pod>) -> Vec<Pod> {
         .collect()
 }
 
+/// The Job has ended by itself (not being deleted: see `Observed::job_condition`).
 fn job_done(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+    job.metadata.deletion_timestamp.is_none()
+        && job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            })
 }
 
 fn finished(st: Option<&MiniClusterStatus>) -> bool {

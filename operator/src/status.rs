@@ -75,10 +75,13 @@ impl Observed {
             .count()
     }
 
-    /// The Job's condition of `type_` when it is True: (reason, message).
+    /// The Job's condition of `type_` when it is True: (reason, message). A Job being deleted
+    /// (replaced after an edit) tells nothing: its pods end because it goes, and a server may
+    /// still mark it Failed for that (1.26 does, by the pod failure policy).
     pub fn job_condition(&self, type_: &str) -> Option<(String, String)> {
         self.job
-            .as_ref()?
+            .as_ref()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())?
             .status
             .as_ref()?
             .conditions
@@ -170,6 +173,29 @@ impl std::fmt::Display for Failure {
         }
         Ok(())
     }
+}
+
+/// (rank, exit code) from the message a Job's pod failure policy leaves in its Failed
+/// condition: "Container C for pod NS/JOB-INDEX-XXXXX failed with exit code N matching FailJob
+/// rule at index I".
+fn failed_by_policy(job: &Job, message: &str) -> Option<(u32, i32)> {
+    let rest = message.split_once(" for pod ")?.1;
+    let (pod, rest) = rest.split_once(' ')?;
+    let pod = pod.rsplit('/').next()?;
+    let index = pod
+        .strip_prefix(job.metadata.name.as_deref()?)?
+        .strip_prefix('-')?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()?;
+    let code = rest
+        .strip_prefix("failed with exit code ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((index, code))
 }
 
 fn phase(p: &Pod) -> Option<&str> {
@@ -285,6 +311,36 @@ fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
         });
     }
     if let Some((reason, message)) = o.job_condition("Failed") {
+        // The failed pod may be gone before it was seen (a deleted pod goes once the Job has
+        // counted it); the pod failure policy's message still names it and its code.
+        if o.first_failure().is_none()
+            && let Some((rank, code)) = o.job.as_ref().and_then(|j| failed_by_policy(j, &message))
+        {
+            let lost = "its pod was gone before its message could be read";
+            return Some(if rank == 0 {
+                let how = if code > 128 {
+                    format!(
+                        " (signal {}; {lost}: most likely stopped from outside — the pod deleted or evicted, or its node drained)",
+                        code - 128
+                    )
+                } else {
+                    format!(" ({lost})")
+                };
+                (
+                    false,
+                    Some(code),
+                    "Rank0Failed".into(),
+                    format!("rank 0 exited with code {code}{how}"),
+                )
+            } else {
+                (
+                    false,
+                    None,
+                    reason,
+                    format!("rank {rank} exited with code {code} ({lost})"),
+                )
+            });
+        }
         let why = o
             .first_failure()
             .map(|f| format!("; {f}"))
@@ -703,6 +759,61 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn a_failed_pod_already_gone_is_read_from_the_policy_message() {
+        let job = |message: &str, deleting: bool| -> Job {
+            serde_json::from_value(json!({
+                "metadata": {"name": "pers", "deletionTimestamp": deleting.then_some("2026-01-01T00:00:00Z")},
+                "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                "message": message}]}}))
+            .unwrap()
+        };
+        let rank0 = "Container pers for pod ns/pers-0-cd7rx failed with exit code 143 matching FailJob rule at index 1";
+        let o = Observed {
+            job: Some(job(rank0, false)),
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        let f = cond(&st, "Failed");
+        assert_eq!(f.reason, "Rank0Failed");
+        assert!(
+            f.message
+                .starts_with("rank 0 exited with code 143 (signal 15;")
+                && f.message.contains("stopped from outside"),
+            "{}",
+            f.message
+        );
+        assert_eq!(st.exit_code, Some(143));
+
+        let worker = "Container pers for pod ns/pers-12-x9 failed with exit code 125 matching FailJob rule at index 1";
+        let o = Observed {
+            job: Some(job(worker, false)),
+            ..Observed::default()
+        };
+        let f = cond(&compute(&mc(None), &o, now()), "Failed").clone();
+        assert_eq!(f.reason, "PodFailurePolicy");
+        assert!(
+            f.message.starts_with("rank 12 exited with code 125 ("),
+            "{}",
+            f.message
+        );
+
+        // A Job being deleted (replaced after an edit) decides nothing.
+        let o = Observed {
+            job: Some(job(rank0, true)),
+            ..Observed::default()
+        };
+        let st = compute(&mc(None), &o, now());
+        assert!(
+            st.conditions
+                .iter()
+                .all(|c| !(c.type_ == "Failed" && c.status == "True")),
+            "{:?}",
+            st.conditions
+        );
+        assert_ne!(st.phase.as_deref(), Some("Failed"));
     }
 
     #[test]
