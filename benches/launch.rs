@@ -181,9 +181,15 @@ impl Bench {
     /// `flux start --test-size=N ARGS hostname`.
     fn reference(&self, size: u32, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.flux);
-        cmd.args(["start", &format!("--test-size={size}")])
-            .args(args)
-            .arg("hostname");
+        // flux start kills brokers still running 20 s after the first exits; 128 brokers
+        // finishing rc3 on two cores take longer, and `run` waits for them too.
+        cmd.args([
+            "start",
+            &format!("--test-size={size}"),
+            "--test-exit-timeout=10m",
+        ])
+        .args(args)
+        .arg("hostname");
         cmd
     }
 
