@@ -148,48 +148,28 @@ impl KubernetesLauncher {
         timeout: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Pod> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         // Rank 0 is told by its completion index, not a label selector: servers before 1.28
         // set the index only as an annotation.
-        let selector = labels::selector_string(name);
-        let started = tokio::time::Instant::now();
-        let mut last = String::new();
-        loop {
-            let list = pods
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(kube_err("listing pods"))?;
-            if let Some(p) = list.items.iter().filter(|p| labels::is_rank0(p)).find(|p| {
+        self.watch_pods(
+            name,
+            timeout,
+            progress,
+            "rank 0 of",
+            "running",
+            |pods| match pods.iter().filter(|p| labels::is_rank0(p)).find(|p| {
                 matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Running") | Some("Succeeded") | Some("Failed")
                 )
             }) {
-                return Ok(p.clone());
-            }
-            if let Some(stuck) = list.items.iter().find_map(cannot_start) {
-                return Err(stuck);
-            }
-            if list.items.is_empty() && !self.no_operator {
-                self.check_operator(name, started.elapsed()).await?;
-            }
-            let now = waiting_summary(&list.items);
-            if now != last {
-                progress(&now);
-                last = now;
-            }
-            if started.elapsed() > timeout {
-                return Err(Error::Setup {
-                    what: format!("rank 0 of {name}"),
-                    reason: format!("not running after {}s ({last})", timeout.as_secs()),
-                    fix: format!(
-                        "kubectl describe minicluster {name} -n {ns}; kubectl get pods -n {ns} -l {selector}",
-                        ns = self.namespace
-                    ),
-                });
-            }
-            tokio::time::sleep(self.poll).await;
-        }
+                Some(p) => PodsSay::Done(Box::new(p.clone())),
+                None => PodsSay::Waiting {
+                    summary: waiting_summary(pods),
+                    failed: None,
+                },
+            },
+        )
+        .await
     }
 
     /// Waits until `size` broker pods are Ready (their brokers run: rank 0's instance is up
@@ -202,6 +182,48 @@ impl KubernetesLauncher {
         timeout: Duration,
         progress: &dyn Fn(&str),
     ) -> Result<Pod> {
+        self.watch_pods(name, timeout, progress, "MiniCluster", "ready", |pods| {
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            if ready >= size
+                && let Some(p) = pods.iter().find(|p| labels::is_rank0(p) && pod_ready(p))
+            {
+                return PodsSay::Done(Box::new(p.clone()));
+            }
+            let ended = pods.iter().find(|p| {
+                labels::is_rank0(p)
+                    && matches!(
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                        Some("Succeeded") | Some("Failed")
+                    )
+            });
+            PodsSay::Waiting {
+                summary: format!("{ready}/{size} brokers ready; {}", waiting_summary(pods)),
+                failed: ended.map(|p| Error::Setup {
+                    what: format!("MiniCluster {name}"),
+                    reason: format!(
+                        "rank 0 ended before every broker was ready (pod {})",
+                        p.metadata.name.clone().unwrap_or_default()
+                    ),
+                    fix: format!("minicluster logs {name} --rank 0"),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Lists `name`'s pods every poll until `look` finds what it waits for. In between: a pod
+    /// that cannot start fails at once, then what `look` says failed; with no pods, whether
+    /// an operator is there to make them; `look`'s summary as progress when it changes; after
+    /// `timeout`, an error saying "WHAT NAME not STATE after Ns" with that summary.
+    async fn watch_pods(
+        &self,
+        name: &str,
+        timeout: Duration,
+        progress: &dyn Fn(&str),
+        what: &str,
+        state: &str,
+        mut look: impl FnMut(&[Pod]) -> PodsSay,
+    ) -> Result<Pod> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let selector = labels::selector_string(name);
         let started = tokio::time::Instant::now();
@@ -211,49 +233,27 @@ impl KubernetesLauncher {
                 .list(&ListParams::default().labels(&selector))
                 .await
                 .map_err(kube_err("listing pods"))?;
-            let ready = list.items.iter().filter(|p| pod_ready(p)).count();
-            if ready >= size
-                && let Some(p) = list
-                    .items
-                    .iter()
-                    .find(|p| labels::is_rank0(p) && pod_ready(p))
-            {
-                return Ok(p.clone());
-            }
+            let (summary, failed) = match look(&list.items) {
+                PodsSay::Done(p) => return Ok(*p),
+                PodsSay::Waiting { summary, failed } => (summary, failed),
+            };
             if let Some(stuck) = list.items.iter().find_map(cannot_start) {
                 return Err(stuck);
             }
-            if let Some(p) = list.items.iter().find(|p| {
-                labels::is_rank0(p)
-                    && matches!(
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                        Some("Succeeded") | Some("Failed")
-                    )
-            }) {
-                return Err(Error::Setup {
-                    what: format!("MiniCluster {name}"),
-                    reason: format!(
-                        "rank 0 ended before every broker was ready (pod {})",
-                        p.metadata.name.clone().unwrap_or_default()
-                    ),
-                    fix: format!("minicluster logs {name} --rank 0"),
-                });
+            if let Some(e) = failed {
+                return Err(e);
             }
             if list.items.is_empty() && !self.no_operator {
                 self.check_operator(name, started.elapsed()).await?;
             }
-            let now = format!(
-                "{ready}/{size} brokers ready; {}",
-                waiting_summary(&list.items)
-            );
-            if now != last {
-                progress(&now);
-                last = now;
+            if summary != last {
+                progress(&summary);
+                last = summary;
             }
             if started.elapsed() > timeout {
                 return Err(Error::Setup {
-                    what: format!("MiniCluster {name}"),
-                    reason: format!("not ready after {}s ({last})", timeout.as_secs()),
+                    what: format!("{what} {name}"),
+                    reason: format!("not {state} after {}s ({last})", timeout.as_secs()),
                     fix: format!(
                         "kubectl describe minicluster {name} -n {ns}; kubectl get pods -n {ns} -l {selector}",
                         ns = self.namespace
@@ -424,6 +424,17 @@ const STUCK: &[&str] = &[
 ];
 
 /// A pod that cannot start: its container, the reason, and the fix.
+/// What the pods show, to [`KubernetesLauncher::watch_pods`].
+enum PodsSay {
+    /// The pod waited for.
+    Done(Box<Pod>),
+    /// Not yet: a line for progress, and a failure that ends the wait.
+    Waiting {
+        summary: String,
+        failed: Option<Error>,
+    },
+}
+
 fn cannot_start(p: &Pod) -> Option<Error> {
     let st = p.status.as_ref()?;
     let all = st
