@@ -34,26 +34,42 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `run --launcher kubernetes` of `cmd` on 2 brokers, with or without the operator.
-fn run(ns: &Namespace, state: &Path, no_operator: bool, cmd: &[&str]) -> Output {
-    let image = ns.cluster.flux_image.clone();
+/// `VERB --launcher kubernetes` of MiniCluster `name`: 2 brokers of `image`, with or without
+/// the operator.
+fn launch_args<'a>(
+    verb: &'a str,
+    name: &'a str,
+    image: &'a str,
+    no_operator: bool,
+) -> Vec<&'a str> {
     let mut args = vec![
-        "run",
+        verb,
         "--launcher",
         "kubernetes",
         "--image",
-        &image,
+        image,
         "--size",
         "2",
         "--name",
-        "r",
+        name,
     ];
     if no_operator {
         args.extend(["--no-operator", "--runner-image", RUNNER_IMAGE]);
     }
+    args
+}
+
+/// `run --launcher kubernetes` of `cmd` on 2 brokers (MiniCluster `r`), not started yet.
+fn run_command(ns: &Namespace, state: &Path, no_operator: bool, cmd: &[&str]) -> Command {
+    let mut args = launch_args("run", "r", &ns.cluster.flux_image, no_operator);
     args.push("--");
     args.extend_from_slice(cmd);
-    cli(ns, state, &args).output().unwrap()
+    cli(ns, state, &args)
+}
+
+/// [`run_command`] to its end.
+fn run(ns: &Namespace, state: &Path, no_operator: bool, cmd: &[&str]) -> Output {
+    run_command(ns, state, no_operator, cmd).output().unwrap()
 }
 
 /// Nothing of MiniCluster `name` is left in the namespace.
@@ -118,23 +134,7 @@ fn output_and_exit_codes(no_operator: bool) {
 
     // Ctrl-C and SIGTERM stop the run and delete what it applied.
     for (signal, code) in [("INT", 130), ("TERM", 143)] {
-        let image = c.flux_image.clone();
-        let mut args = vec![
-            "run",
-            "--launcher",
-            "kubernetes",
-            "--image",
-            &image,
-            "--size",
-            "2",
-            "--name",
-            "r",
-        ];
-        if no_operator {
-            args.extend(["--no-operator", "--runner-image", RUNNER_IMAGE]);
-        }
-        args.extend(["--", "sleep", "600"]);
-        let child = cli(&ns, state.path(), &args)
+        let child = run_command(&ns, state.path(), no_operator, &["sleep", "600"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -194,20 +194,7 @@ fn up_status_logs_down(no_operator: bool) {
         ns.install_operator(minicluster(), &[]);
     }
     let state = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "up",
-        "--launcher",
-        "kubernetes",
-        "--image",
-        &c.flux_image,
-        "--size",
-        "2",
-        "--name",
-        "u",
-    ];
-    if no_operator {
-        args.extend(["--no-operator", "--runner-image", RUNNER_IMAGE]);
-    }
+    let args = launch_args("up", "u", &c.flux_image, no_operator);
     let out = cli(&ns, state.path(), &args).output().unwrap();
     assert!(
         out.status.success(),

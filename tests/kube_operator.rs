@@ -28,6 +28,16 @@ fn setup(tag: &str) -> Namespace {
     ns
 }
 
+/// Waits until `n` of a MiniCluster's `n` brokers are ready.
+fn wait_ready(ns: &Namespace, mc: &str, n: u32, limit: Duration) {
+    wait_for(
+        &format!("MiniCluster {mc} {n}/{n} brokers ready"),
+        limit,
+        || (ns.status(mc, "{.status.ready}") == format!("{n}/{n}")).then_some(()),
+        || ns.describe(),
+    );
+}
+
 /// Waits for a MiniCluster's phase; its status when it gets there.
 fn wait_phase(ns: &Namespace, mc: &str, phase: &str, limit: Duration) {
     wait_for(
@@ -201,12 +211,7 @@ fn real_kube_workers_rejoin_and_a_lost_rank0_is_reported() {
         &ns,
         &mc_yaml(c, "pers", 2, "  interactive: true\n", ""),
     ));
-    wait_for(
-        "2/2 brokers ready",
-        Duration::from_secs(120),
-        || (ns.status("pers", "{.status.ready}") == "2/2").then_some(()),
-        || ns.describe(),
-    );
+    wait_ready(&ns, "pers", 2, Duration::from_secs(120));
     let rank0 = ns.pod_of_rank("pers", 0);
     let worker = ns.pod_of_rank("pers", 1);
     ns.ok(&["delete", "pod", &worker, "--wait=false"]);
@@ -240,14 +245,7 @@ fn real_kube_scale_2_4_2_brokers_join_and_leave() {
         &ns,
         &mc_yaml(c, "elastic", 2, "  maxSize: 4\n  interactive: true\n", ""),
     ));
-    let ready = |n: u32| {
-        wait_for(
-            &format!("{n}/{n} brokers ready"),
-            Duration::from_secs(120),
-            || (ns.status("elastic", "{.status.ready}") == format!("{n}/{n}")).then_some(()),
-            || ns.describe(),
-        )
-    };
+    let ready = |n: u32| wait_ready(&ns, "elastic", n, Duration::from_secs(120));
     ready(2);
     let rank0 = ns.pod_of_rank("elastic", 0);
     let up = |n: usize| {
@@ -332,12 +330,7 @@ fn real_kube_three_miniclusters_share_a_namespace_and_its_service() {
         ));
     }
     for name in ["ma", "mb", "mc"] {
-        wait_for(
-            &format!("{name} 2/2 ready"),
-            Duration::from_secs(180),
-            || (ns.status(name, "{.status.ready}") == "2/2").then_some(()),
-            || ns.describe(),
-        );
+        wait_ready(&ns, name, 2, Duration::from_secs(180));
     }
     // One Service for all three, owned by each.
     let owners = ns.ok(&[
@@ -404,12 +397,7 @@ fn real_kube_an_operator_upgrade_reruns_nothing() {
         &mc_yaml(c, "live", 2, "  interactive: true\n", ""),
     ));
     wait_phase(&ns, "done", "Succeeded", Duration::from_secs(180));
-    wait_for(
-        "live 2/2 ready",
-        Duration::from_secs(180),
-        || (ns.status("live", "{.status.ready}") == "2/2").then_some(()),
-        || ns.describe(),
-    );
+    wait_ready(&ns, "live", 2, Duration::from_secs(180));
     let pods_before = ns.ok(&["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"]);
     let job_before = ns.ok(&["get", "job", "live", "-o", "jsonpath={.metadata.uid}"]);
     // Another runner image: another pod template for the same specs.
@@ -496,12 +484,7 @@ fn real_kube_edits_deletion_cleanup_and_a_bad_image() {
         &ns,
         &mc_yaml(c, "ed", 2, "  interactive: true\n", ""),
     ));
-    wait_for(
-        "ed 2/2 ready",
-        Duration::from_secs(180),
-        || (ns.status("ed", "{.status.ready}") == "2/2").then_some(()),
-        || ns.describe(),
-    );
+    wait_ready(&ns, "ed", 2, Duration::from_secs(180));
     let job = ns.ok(&["get", "job", "ed", "-o", "jsonpath={.metadata.uid}"]);
     // An invalid edit (beyond maxSize) changes nothing and says why; status still
     // describes what runs.
@@ -553,12 +536,7 @@ fn real_kube_edits_deletion_cleanup_and_a_bad_image() {
         },
         || ns.describe(),
     );
-    wait_for(
-        "ed 2/2 ready again",
-        Duration::from_secs(180),
-        || (ns.status("ed", "{.status.ready}") == "2/2").then_some(()),
-        || ns.describe(),
-    );
+    wait_ready(&ns, "ed", 2, Duration::from_secs(180));
     // Deleting the MiniCluster removes everything it made.
     ns.ok(&["delete", "minicluster", "ed", "--wait=true"]);
     wait_for(
@@ -715,12 +693,7 @@ fn real_kube_a_broker_with_another_clusters_certificate_fails_with_the_cause() {
         &ns,
         &mc_yaml(c, "certs", 2, "  interactive: true\n", ""),
     ));
-    wait_for(
-        "2/2 brokers ready",
-        Duration::from_secs(120),
-        || (ns.status("certs", "{.status.ready}") == "2/2").then_some(()),
-        || ns.describe(),
-    );
+    wait_ready(&ns, "certs", 2, Duration::from_secs(120));
     // Another keypair in the Secret: rank 0 keeps the one it started with, a worker started
     // now gets the other.
     let other = minicluster_core::CurveCert::generate("certs-0")
