@@ -167,11 +167,7 @@ impl std::fmt::Display for Failure {
             Some(r) => write!(f, "rank {r}")?,
             None => f.write_str("rank ?")?,
         }
-        write!(f, " exited with code {}", self.code)?;
-        if !self.message.is_empty() {
-            write!(f, ": {}", self.message)?;
-        }
-        Ok(())
+        write!(f, " exited with code {}{}", self.code, colon(&self.message))
     }
 }
 
@@ -196,6 +192,15 @@ fn failed_by_policy(job: &Job, message: &str) -> Option<(u32, i32)> {
         .parse()
         .ok()?;
     Some((index, code))
+}
+
+/// ": MESSAGE" after what it explains, or nothing for an empty message.
+fn colon(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
 }
 
 fn phase(p: &Pod) -> Option<&str> {
@@ -255,21 +260,23 @@ fn last_line(s: &str) -> String {
 
 /// The outcome rank 0 gives, else the Job's: (succeeded, exit code, reason, message).
 fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
+    let first = o.first_failure();
+    let rank0 = o.rank0_end();
+    let job_failed = o.job_condition("Failed");
     // A worker that failed first (its Job then failed and stopped rank 0) is the cause; rank
     // 0's own end would only say it was stopped.
-    if let Some(first) = o.first_failure().filter(|f| f.rank.is_some_and(|r| r != 0)) {
-        let rank0 = o
-            .rank0_end()
+    if let Some(worker) = first.as_ref().filter(|f| f.rank.is_some_and(|r| r != 0))
+        && (job_failed.is_some() || rank0.is_some())
+    {
+        let then = rank0
+            .as_ref()
             .and_then(|e| e.code)
             .map(|c| format!("; rank 0 then exited with code {c}"))
             .unwrap_or_default();
-        let job_failed = o.job_condition("Failed").map(|(reason, _)| reason);
-        if job_failed.is_some() || o.rank0_end().is_some() {
-            let reason = job_failed.unwrap_or_else(|| "WorkerFailed".into());
-            return Some((false, None, reason, format!("{first}{rank0}")));
-        }
+        let reason = job_failed.map_or_else(|| "WorkerFailed".into(), |(reason, _)| reason);
+        return Some((false, None, reason, format!("{worker}{then}")));
     }
-    if let Some(end) = o.rank0_end() {
+    if let Some(end) = rank0 {
         return Some(match end.code {
             Some(0) => (
                 true,
@@ -285,14 +292,7 @@ fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
                 } else {
                     "Rank0Failed".into()
                 },
-                format!(
-                    "rank 0 exited with code {code}{}",
-                    if end.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", end.message)
-                    }
-                ),
+                format!("rank 0 exited with code {code}{}", colon(&end.message)),
             ),
             None => (
                 false,
@@ -301,19 +301,15 @@ fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
                 format!(
                     "rank 0's pod was lost ({}){}",
                     end.reason,
-                    if end.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", end.message)
-                    }
+                    colon(&end.message)
                 ),
             ),
         });
     }
-    if let Some((reason, message)) = o.job_condition("Failed") {
+    if let Some((reason, message)) = job_failed {
         // The failed pod may be gone before it was seen (a deleted pod goes once the Job has
         // counted it); the pod failure policy's message still names it and its code.
-        if o.first_failure().is_none()
+        if first.is_none()
             && let Some((rank, code)) = o.job.as_ref().and_then(|j| failed_by_policy(j, &message))
         {
             let lost = "its pod was gone before its message could be read";
@@ -341,10 +337,7 @@ fn outcome(o: &Observed) -> Option<(bool, Option<i32>, String, String)> {
                 )
             });
         }
-        let why = o
-            .first_failure()
-            .map(|f| format!("; {f}"))
-            .unwrap_or_default();
+        let why = first.map(|f| format!("; {f}")).unwrap_or_default();
         return Some((false, None, reason, format!("{message}{why}")));
     }
     if let Some((reason, message)) = o.job_condition("Complete") {
