@@ -199,6 +199,10 @@ pub struct Paths {
     pub statedir: String,
 }
 
+/// The TBON topology of brokers on one machine when the spec names none: Flux's own default
+/// outside config bootstrap.
+pub const LOOPBACK_TOPOLOGY: &str = "kary:32";
+
 /// Where the description is going: settings that are not part of the spec.
 #[derive(Clone, Debug)]
 pub struct DescribeOptions {
@@ -282,8 +286,17 @@ pub fn describe(mc: &MiniCluster, opts: &DescribeOptions) -> Result<ClusterDescr
     };
     let minimal_service = flux.minimal_service == Some(true);
     let topology = flux.topology.clone().or_else(|| {
-        // With a minimal service only rank 0 has a DNS name, so every broker must be its child.
-        minimal_service.then(|| "kary:0".to_string())
+        if minimal_service {
+            // Only rank 0 has a DNS name, so every broker must be its child.
+            Some("kary:0".to_string())
+        } else if opts.loopback_base_port.is_some() {
+            // Brokers sharing one machine: the tree `flux start --test-size` builds. Config
+            // bootstrap's default is flat (rank 0 the parent of all), which at 128 brokers
+            // on two cores makes rank 0 the bottleneck of the join and the shutdown.
+            Some(LOOPBACK_TOPOLOGY.to_string())
+        } else {
+            None
+        }
     });
     let log_level = if logging.quiet {
         0

@@ -245,6 +245,41 @@ fn broker_options_follow_the_spec() {
 }
 
 #[test]
+fn the_topology_defaults_to_flat_on_a_network_and_to_flux_starts_tree_on_one_machine() {
+    let topo = |body: &str, opts: &DescribeOptions| {
+        let text = spec(body);
+        let mc = &load_bytes("t", text.as_bytes()).unwrap().clusters[0].cluster;
+        describe(mc, opts)
+            .unwrap()
+            .flux
+            .broker_options
+            .into_iter()
+            .find(|o| o.starts_with("-Stbon.topo="))
+    };
+    let network = DescribeOptions::default();
+    let loopback = DescribeOptions {
+        loopback_base_port: Some(40000),
+        ..DescribeOptions::default()
+    };
+    // As flux-operator: config bootstrap's own default (rank 0 the parent of every broker).
+    assert_eq!(topo(OK_CONTAINER, &network), None);
+    assert_eq!(
+        topo(OK_CONTAINER, &loopback).as_deref(),
+        Some("-Stbon.topo=kary:32")
+    );
+    let minimal = format!("  flux:\n    minimalService: true\n{OK_CONTAINER}");
+    assert_eq!(
+        topo(&minimal, &network).as_deref(),
+        Some("-Stbon.topo=kary:0")
+    );
+    let named = format!("  flux:\n    topology: binomial\n{OK_CONTAINER}");
+    assert_eq!(
+        topo(&named, &loopback).as_deref(),
+        Some("-Stbon.topo=binomial")
+    );
+}
+
+#[test]
 fn tasks_are_never_fewer_than_brokers_and_env_merges() {
     let d = describe_body(
         "  size: 4\n  tasks: 1\n  flux:\n    environment: {A: flux, B: flux}\n  containers:\n    - image: a\n      command: x\n      environment: {B: app}\n",
