@@ -10,9 +10,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::plan::{self, Claiming, Waiting};
 use super::{
-    Candidate, ClaimSql, Claimed, Dialect, Job, JobFilter, JobState, Launch, LaunchEvent, LaunchState,
-    NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event, now_ms,
-    of_group, pool_of, requested,
+    Candidate, ClaimSql, Claimed, Dialect, Job, JobFilter, JobState, Launch, LaunchEvent,
+    LaunchState, NewJob, Outcome, Put, Result, Store, StoreError, admit_all, corrupt, final_event,
+    now_ms, of_group, pool_of, requested,
 };
 use crate::pool::Pool;
 use crate::queue::{QueueConfig, Queued};
