@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod error;
 pub mod kubernetes;
+pub mod local_resources;
 pub mod outcome;
 pub mod process;
 pub mod request;

@@ -18,6 +18,7 @@ use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result, io};
+use crate::local_resources;
 use crate::outcome;
 use crate::state::{self, Record};
 
@@ -137,6 +138,14 @@ impl ProcessLauncher {
         std::fs::write(&description, d.to_json()).map_err(io("write", &description))?;
         let cert = dir.join("curve.cert");
         CurveCert::for_minicluster(mc)?.write(&cert)?;
+        // R for every broker before any starts, where this machine's cores say it all; else
+        // the first entrypoint encodes it with hwloc into the same file.
+        let resources = dir.join("R");
+        if d.gpus == 0
+            && let Some(r) = local_resources::local_r(&d.hostlist, d.max_size)
+        {
+            std::fs::write(&resources, r).map_err(io("write", &resources))?;
+        }
         tracing::info!(
             t_ms = ms(started),
             "{name}: description, certificate and record written"
