@@ -99,6 +99,12 @@ pub struct StartArgs {
     /// Directory whose templates (broker.toml.tera) replace the built-in ones.
     #[arg(long, env = "MINICLUSTER_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Start a worker's broker without first checking, by a CURVE handshake, that rank 0
+    /// holds this certificate. For launchers that give every broker the same certificate file
+    /// (the process launcher passes it): rank 0 cannot hold another, and the broker connects
+    /// as soon as rank 0 listens, as under `flux start`.
+    #[arg(long)]
+    pub no_cert_check: bool,
     /// How long a worker waits for rank 0 to accept connections.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = duration)]
     pub wait_timeout: Duration,

@@ -164,6 +164,7 @@ mod tests {
         WaitTarget {
             uri: format!("tcp://127.0.0.1:{port}"),
             timeout_secs,
+            cert_check: true,
         }
     }
 

@@ -53,6 +53,7 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
         root: args.root.clone(),
         wait_timeout: args.wait_timeout,
         exit_file: args.exit_file.clone(),
+        no_cert_check: args.no_cert_check,
     };
     let plan = plan::build(&d, &templates, &settings, &facts)?;
     if args.dry_run {

@@ -46,6 +46,8 @@ pub struct Settings {
     pub wait_timeout: Duration,
     /// `--exit-file`: claimed before any user work, the exit code written there at the end.
     pub exit_file: Option<PathBuf>,
+    /// `--no-cert-check`: every broker was given the same certificate file.
+    pub no_cert_check: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -67,6 +69,8 @@ impl PlannedFile {
 pub struct WaitTarget {
     pub uri: String,
     pub timeout_secs: u64,
+    /// Whether the worker checks with a CURVE handshake that rank 0 holds its certificate.
+    pub cert_check: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -235,6 +239,7 @@ pub fn build(
         wait: (id.rank != 0).then(|| WaitTarget {
             uri: d.connect_uri(0),
             timeout_secs: settings.wait_timeout.as_secs(),
+            cert_check: !settings.no_cert_check,
         }),
         hooks_before,
         hooks_after,
@@ -352,11 +357,18 @@ impl fmt::Display for Plan {
                 "until {} accepts TCP (at most {}s)",
                 w.uri, w.timeout_secs
             )?;
-            writeln!(
-                f,
-                "then a CURVE handshake with rank 0 there, with this certificate: exit 125 unless rank 0 holds the same keypair (at most {}s a try)",
-                crate::curve_handshake::LIMIT.as_secs()
-            )?;
+            if w.cert_check {
+                writeln!(
+                    f,
+                    "then a CURVE handshake with rank 0 there, with this certificate: exit 125 unless rank 0 holds the same keypair (at most {}s a try)",
+                    crate::curve_handshake::LIMIT.as_secs()
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "no CURVE check (--no-cert-check: rank 0 was given this same certificate)"
+                )?;
+            }
         }
         if !self.hooks_before.is_empty() || !self.hooks_after.is_empty() {
             writeln!(f, "\n## Hooks")?;
@@ -429,6 +441,7 @@ mod tests {
             p.wait.as_ref().unwrap().uri,
             "tcp://mc-0.flux-service.default.svc.cluster.local:8050"
         );
+        assert!(p.wait.as_ref().unwrap().cert_check, "checked unless told");
         assert_eq!(p.restart, Restart::OnFailure);
         assert!(
             p.broker.last().unwrap().starts_with("-Slocal-uri"),
@@ -438,6 +451,14 @@ mod tests {
         let mut d = d;
         d.flux.complete_workers = true;
         assert_eq!(plan_for(&d, "mc-2").restart, Restart::Never);
+        let same_cert = Settings {
+            no_cert_check: true,
+            ..Settings::default()
+        };
+        let p = build(&d, &Templates::embedded(), &same_cert, &facts("mc-2")).unwrap();
+        let w = p.wait.as_ref().unwrap();
+        assert!(!w.cert_check);
+        assert!(p.to_string().contains("no CURVE check"), "{p}");
     }
 
     #[test]

@@ -75,6 +75,7 @@ fn target(port: u16) -> WaitTarget {
     WaitTarget {
         uri: format!("tcp://127.0.0.1:{port}"),
         timeout_secs: 0,
+        cert_check: true,
     }
 }
 
