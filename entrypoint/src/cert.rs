@@ -151,9 +151,9 @@ fn obtain_text(d: &ClusterDescription, source: &CertSource, stop: &Stop) -> Resu
     }
 }
 
-/// Writes the private copy the broker reads, owner-only.
+/// Writes the private copy the broker reads, owner-only (again at every start).
 pub fn install(text: &str, dest: &Path) -> Result<()> {
-    files::write_atomic(dest, text.as_bytes(), 0o600)
+    files::replace(dest, text.as_bytes(), 0o600)
 }
 
 fn generate(d: &ClusterDescription) -> Result<CurveCert> {

@@ -9,17 +9,33 @@ use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
 /// reader sees the old file or the whole new one. `mode` is set before any byte is written.
+/// The bytes are on disk before the rename: what the file says survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let (tmp, fix) = written_temp(path, bytes, mode)?;
+    let (tmp, fix) = written_temp(path, bytes, mode, true)?;
     // The temporary file is removed on drop if the rename fails.
     tmp.persist(path)
         .map_err(|e| Error::io("write", path, fix)(e.error))?;
     Ok(())
 }
 
-/// `bytes` in a temporary file beside `path`, mode set before the first byte, synced; and the
-/// fix to name if placing it fails.
-fn written_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(tempfile::NamedTempFile, String)> {
+/// Like [`write_atomic`] without waiting for the disk, for the files every start writes anew
+/// (the broker's config, its copy of the certificate, R): a crash can lose them, and the next
+/// start writes them again. A reader still sees the old file or the whole new one.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (tmp, fix) = written_temp(path, bytes, mode, false)?;
+    tmp.persist(path)
+        .map_err(|e| Error::io("write", path, fix)(e.error))?;
+    Ok(())
+}
+
+/// `bytes` in a temporary file beside `path`, mode set before the first byte, synced when
+/// `sync`; and the fix to name if placing it fails.
+fn written_temp(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: bool,
+) -> Result<(tempfile::NamedTempFile, String)> {
     let dir = parent(path);
     let fix = format!("make {} writable for this user", dir.display());
     let mut tmp = tempfile::Builder::new()
@@ -28,7 +44,13 @@ fn written_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(tempfile::Named
         .tempfile_in(dir)
         .map_err(Error::io("write into", dir, fix.clone()))?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+        .and_then(|_| {
+            if sync {
+                tmp.as_file().sync_all()
+            } else {
+                Ok(())
+            }
+        })
         .map_err(Error::io("write", path, fix.clone()))?;
     Ok((tmp, fix))
 }
@@ -36,7 +58,7 @@ fn written_temp(path: &Path, bytes: &[u8], mode: u32) -> Result<(tempfile::Named
 /// Like [`write_atomic`], but leaves an existing file alone: returns false when `path` was
 /// already there (another broker got there first).
 pub fn create_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
-    let (tmp, fix) = written_temp(path, bytes, mode)?;
+    let (tmp, fix) = written_temp(path, bytes, mode, true)?;
     match tmp.persist_noclobber(path) {
         Ok(_) => Ok(true),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -92,16 +114,18 @@ mod tests {
 
     #[test]
     fn atomic_write_sets_mode_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        for write in [write_atomic, replace] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f");
+            write(&p, b"one", 0o600).unwrap();
+            write(&p, b"two", 0o640).unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), b"two");
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o640
+            );
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
     }
 
     #[test]

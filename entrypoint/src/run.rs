@@ -58,7 +58,7 @@ fn carry_out(
     make_dirs(&plan.directories)?;
     cert::install(&cert_text, &plan.cert_path)?;
     for f in &plan.files {
-        files::write_atomic(&f.path, f.contents.as_bytes(), f.mode_bits())?;
+        files::replace(&f.path, f.contents.as_bytes(), f.mode_bits())?;
     }
     timed("resource set R", || write_resource(plan, resource_cache))?;
     for h in &plan.hooks_before {
@@ -143,7 +143,7 @@ fn write_resource(plan: &Plan, cache: Option<&Path>) -> Result<()> {
         None => encode_resource(plan)?,
         Some(c) => shared_resource(c, || encode_resource(plan))?,
     };
-    files::write_atomic(&plan.resource_path, &r, 0o644)
+    files::replace(&plan.resource_path, &r, 0o644)
 }
 
 /// R from `cache`, made there by the first broker to get its lock. Brokers sharing a machine
