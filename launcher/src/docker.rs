@@ -19,7 +19,7 @@ use bollard::query_parameters::{
     UploadToContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
-use minicluster_core::{CurveCert, DescribeOptions, MiniCluster, describe};
+use minicluster_core::{ClusterDescription, CurveCert, DescribeOptions, MiniCluster, describe};
 
 use crate::error::{Error, Result};
 use crate::state::{self, Record};
@@ -28,6 +28,9 @@ use crate::state::{self, Record};
 pub const LABEL: &str = "flux-framework.org/minicluster";
 /// Directory in each container holding what we copy in.
 pub const INSIDE: &str = "/.minicluster";
+
+/// Engine requests (container creates, copies, starts) a launch keeps in flight at once.
+const AT_ONCE: usize = 8;
 
 pub struct DockerLauncher {
     pub docker: Docker,
@@ -280,90 +283,36 @@ impl DockerLauncher {
                 .map(|(k, v)| format!("{k}={v}"))
                 .chain([format!("FLUX_URI=local://{}/local", d.paths.rundir)])
                 .collect();
-            for rank in 0..d.size {
-                let host = d.hostname(rank);
-                let mut cmd = vec![
-                    format!("{INSIDE}/entrypoint"),
-                    "--description".into(),
-                    format!("{INSIDE}/description.json"),
-                    "--cert".into(),
-                    format!("{INSIDE}/curve.cert"),
-                    "--rank".into(),
-                    rank.to_string(),
-                ];
-                if let Some(f) = &self.flux {
-                    cmd.extend(["--flux".into(), f.clone()]);
+            // Several at once: each create, copy and start is a round trip through the
+            // Engine (about half a second here for a create), which serves them side by side.
+            let mut created = futures::stream::iter(0..d.size)
+                .map(|rank| self.create_rank(&d, rank, image, &network, &labels, &env, &archive))
+                .buffer_unordered(AT_ONCE);
+            let mut first_error = None;
+            // Every request is seen to its end, also after a failure: one still on its way
+            // could otherwise create a container after `down` has looked.
+            while let Some(made) = created.next().await {
+                match made {
+                    Ok(host) => {
+                        record.resources.push(host);
+                        record.save(&self.root)?;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
-                let mut l = labels.clone();
-                l.insert(format!("{LABEL}.rank"), rank.to_string());
-                self.docker
-                    .create_container(
-                        Some(CreateContainerOptions {
-                            name: Some(host.clone()),
-                            ..Default::default()
-                        }),
-                        ContainerCreateBody {
-                            image: Some(image.into()),
-                            hostname: Some(host.clone()),
-                            entrypoint: Some(cmd),
-                            cmd: Some(Vec::new()),
-                            env: Some(env.clone()),
-                            labels: Some(l),
-                            host_config: Some(HostConfig {
-                                network_mode: Some(network.clone()),
-                                init: Some(false),
-                                ..Default::default()
-                            }),
-                            networking_config: Some(NetworkingConfig {
-                                endpoints_config: Some(HashMap::from([(
-                                    network.clone(),
-                                    EndpointSettings {
-                                        aliases: Some(vec![host.clone()]),
-                                        ..Default::default()
-                                    },
-                                )])),
-                            }),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        setup(
-                            &format!("creating container {host}"),
-                            e,
-                            "check that the image exists locally (docker images)",
-                        )
-                    })?;
-                self.docker
-                    .upload_to_container(
-                        &host,
-                        Some(UploadToContainerOptions {
-                            path: "/".into(),
-                            ..Default::default()
-                        }),
-                        bollard::body_full(archive.clone().into()),
-                    )
-                    .await
-                    .map_err(|e| {
-                        setup(
-                            &format!("copying files into {host}"),
-                            e,
-                            "use an image with a writable root filesystem",
-                        )
-                    })?;
-                record.resources.push(host);
-                record.save(&self.root)?;
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
             // Workers first, rank 0 last: it finds the others already resolving.
-            for rank in (0..d.size).rev() {
-                let host = d.hostname(rank);
-                self.docker
-                    .start_container(&host, None::<StartContainerOptions>)
-                    .await
-                    .map_err(|e| {
-                        setup(&format!("starting {host}"), e, "see `docker logs` of it")
-                    })?;
-            }
+            let started: Vec<Result<()>> = futures::stream::iter((1..d.size).rev())
+                .map(|rank| self.start_rank(&d, rank))
+                .buffer_unordered(AT_ONCE)
+                .collect()
+                .await;
+            started.into_iter().collect::<Result<()>>()?;
+            self.start_rank(&d, 0).await?;
             Ok::<(), Error>(())
         }
         .await;
@@ -372,6 +321,100 @@ impl DockerLauncher {
             return Err(e);
         }
         Ok(record)
+    }
+
+    /// Creates rank `rank`'s container and copies our files into it; its name.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_rank(
+        &self,
+        d: &ClusterDescription,
+        rank: u32,
+        image: &str,
+        network: &str,
+        labels: &HashMap<String, String>,
+        env: &[String],
+        archive: &[u8],
+    ) -> Result<String> {
+        let host = d.hostname(rank);
+        let mut cmd = vec![
+            format!("{INSIDE}/entrypoint"),
+            "--description".into(),
+            format!("{INSIDE}/description.json"),
+            "--cert".into(),
+            format!("{INSIDE}/curve.cert"),
+            "--rank".into(),
+            rank.to_string(),
+        ];
+        if let Some(f) = &self.flux {
+            cmd.extend(["--flux".into(), f.clone()]);
+        }
+        let mut l = labels.clone();
+        l.insert(format!("{LABEL}.rank"), rank.to_string());
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(host.clone()),
+                    ..Default::default()
+                }),
+                ContainerCreateBody {
+                    image: Some(image.into()),
+                    hostname: Some(host.clone()),
+                    entrypoint: Some(cmd),
+                    cmd: Some(Vec::new()),
+                    env: Some(env.to_vec()),
+                    labels: Some(l),
+                    host_config: Some(HostConfig {
+                        network_mode: Some(network.into()),
+                        init: Some(false),
+                        ..Default::default()
+                    }),
+                    networking_config: Some(NetworkingConfig {
+                        endpoints_config: Some(HashMap::from([(
+                            network.to_string(),
+                            EndpointSettings {
+                                aliases: Some(vec![host.clone()]),
+                                ..Default::default()
+                            },
+                        )])),
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| {
+                setup(
+                    &format!("creating container {host}"),
+                    e,
+                    "check that the image exists locally (docker images)",
+                )
+            })?;
+        self.docker
+            .upload_to_container(
+                &host,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(archive.to_vec().into()),
+            )
+            .await
+            .map_err(|e| {
+                setup(
+                    &format!("copying files into {host}"),
+                    e,
+                    "use an image with a writable root filesystem",
+                )
+            })?;
+        Ok(host)
+    }
+
+    /// Starts rank `rank`'s container.
+    async fn start_rank(&self, d: &ClusterDescription, rank: u32) -> Result<()> {
+        let host = d.hostname(rank);
+        self.docker
+            .start_container(&host, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| setup(&format!("starting {host}"), e, "see `docker logs` of it"))
     }
 
     /// Streams rank 0's output to ours until it exits; returns its exit code.
