@@ -436,6 +436,15 @@ fn gpu_limit(limits: &BTreeMap<String, IntOrString>) -> u32 {
         .unwrap_or(0)
 }
 
+/// The idset of the first `n` ids, as Flux writes it: `0` or `0-(n-1)`.
+pub fn id_range(n: u32) -> String {
+    if n <= 1 {
+        "0".into()
+    } else {
+        format!("0-{}", n - 1)
+    }
+}
+
 /// `name-[0-(n-1)]` without expanding it, so its cost does not grow with `n`.
 pub fn range_hostlist(name: &str, n: u32) -> String {
     match n {

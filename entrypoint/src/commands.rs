@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use minicluster_core::description::id_range;
 use minicluster_core::spec::{SCRIPT_FILE_NAME, SCRIPT_SHELL};
 use minicluster_core::{ClusterDescription, Mode};
 
@@ -185,14 +186,6 @@ pub fn resource_command(d: &ClusterDescription, flux: &Path, cores: usize) -> Ve
         argv.push(format!("--gpus={}", id_range(d.gpus)));
     }
     argv
-}
-
-fn id_range(n: u32) -> String {
-    if n <= 1 {
-        "0".into()
-    } else {
-        format!("0-{}", n - 1)
-    }
 }
 
 pub fn mode_name(m: Mode) -> &'static str {

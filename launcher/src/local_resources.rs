@@ -10,6 +10,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use minicluster_core::description::id_range;
+
 /// R version 1 (Flux RFC 20) of `hostlist`'s `size` brokers, each with every core this process
 /// may run on; `None` when only hwloc can tell.
 pub fn local_r(hostlist: &str, size: u32) -> Option<String> {
@@ -78,15 +80,6 @@ fn r_json(hostlist: &str, size: u32, cores: u32) -> String {
         }
     })
     .to_string()
-}
-
-/// `0` or `0-(n-1)`, an idset of the first `n` ids.
-fn id_range(n: u32) -> String {
-    if n <= 1 {
-        "0".into()
-    } else {
-        format!("0-{}", n - 1)
-    }
 }
 
 #[cfg(test)]
