@@ -11,18 +11,20 @@ use crate::error::{Error, Result};
 /// reader sees the old file or the whole new one. `mode` is set before any byte is written.
 /// The bytes are on disk before the rename: what the file says survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let (tmp, fix) = written_temp(path, bytes, mode, true)?;
-    // The temporary file is removed on drop if the rename fails.
-    tmp.persist(path)
-        .map_err(|e| Error::io("write", path, fix)(e.error))?;
-    Ok(())
+    renamed(path, bytes, mode, true)
 }
 
 /// Like [`write_atomic`] without waiting for the disk, for the files every start writes anew
 /// (the broker's config, its copy of the certificate, R): a crash can lose them, and the next
 /// start writes them again. A reader still sees the old file or the whole new one.
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let (tmp, fix) = written_temp(path, bytes, mode, false)?;
+    renamed(path, bytes, mode, false)
+}
+
+/// [`written_temp`] renamed over `path`.
+fn renamed(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
+    let (tmp, fix) = written_temp(path, bytes, mode, sync)?;
+    // The temporary file is removed on drop if the rename fails.
     tmp.persist(path)
         .map_err(|e| Error::io("write", path, fix)(e.error))?;
     Ok(())
