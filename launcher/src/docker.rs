@@ -292,14 +292,12 @@ impl DockerLauncher {
             // Every request is seen to its end, also after a failure: one still on its way
             // could otherwise create a container after `down` has looked.
             while let Some(made) = created.next().await {
-                match made {
-                    Ok(host) => {
-                        record.resources.push(host);
-                        record.save(&self.root)?;
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+                let saved = made.and_then(|host| {
+                    record.resources.push(host);
+                    record.save(&self.root)
+                });
+                if let Err(e) = saved {
+                    first_error.get_or_insert(e);
                 }
             }
             if let Some(e) = first_error {
