@@ -96,6 +96,12 @@ pub struct StartArgs {
     /// only brokers on one machine may share a FILE). The process launcher passes it.
     #[arg(long, value_name = "FILE")]
     pub resource_cache: Option<PathBuf>,
+    /// Brokers sharing this machine start `flux-broker` itself instead of `flux broker`: the
+    /// first to start leaves the environment `flux env` gives in FILE, the others read it,
+    /// and every broker runs in exactly that environment (a `flux` that cannot say leaves
+    /// FILE empty, and the brokers run `flux broker`). The process launcher passes it.
+    #[arg(long, value_name = "FILE")]
+    pub broker_env_cache: Option<PathBuf>,
     /// Directory whose templates (broker.toml.tera) replace the built-in ones.
     #[arg(long, env = "MINICLUSTER_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,

@@ -2,6 +2,7 @@
 //! ([`run`]) everything between a container start and a running Flux broker.
 
 pub mod batch;
+pub mod broker_env;
 pub mod cert;
 pub mod cli;
 pub mod commands;

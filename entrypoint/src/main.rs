@@ -54,6 +54,7 @@ fn start(args: &StartArgs, started: Instant) -> Result<i32, Error> {
         wait_timeout: args.wait_timeout,
         exit_file: args.exit_file.clone(),
         no_cert_check: args.no_cert_check,
+        broker_env_cache: args.broker_env_cache.clone(),
     };
     let plan = plan::build(&d, &templates, &settings, &facts)?;
     if args.dry_run {

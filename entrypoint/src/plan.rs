@@ -48,6 +48,8 @@ pub struct Settings {
     pub exit_file: Option<PathBuf>,
     /// `--no-cert-check`: every broker was given the same certificate file.
     pub no_cert_check: bool,
+    /// `--broker-env-cache`: brokers sharing this machine start `flux-broker` directly.
+    pub broker_env_cache: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,10 +113,23 @@ pub struct Plan {
     /// Variables set for the broker (and so for the initial program and its jobs).
     pub environment: BTreeMap<String, String>,
     pub broker: Vec<String>,
+    /// `--broker-env-cache`: how `broker` is started as `flux-broker` itself.
+    pub direct_broker: Option<DirectBroker>,
     pub restart: Restart,
     /// Where the exit code goes (`--exit-file`); its claim `<file>.started` is made before
     /// the first hook or the broker runs.
     pub exit_file: Option<PathBuf>,
+}
+
+/// Starting `flux-broker` itself in the environment `flux broker` would give it
+/// ([`crate::broker_env`]): the first broker on this machine runs `env_command` and leaves
+/// its output in `env_cache`; `flux` at `flux_at` in the broker's argv, and the `broker`
+/// after it, become `flux-broker`. Without an answer, the broker runs as `flux broker`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectBroker {
+    pub env_cache: PathBuf,
+    pub env_command: Vec<String>,
+    pub flux_at: usize,
 }
 
 /// Decides everything; reads nothing and writes nothing.
@@ -175,6 +190,7 @@ pub fn build(
         // Same form as `flux start --wrap`: comma-separated words.
         broker.extend(wrap.split(',').filter(|w| !w.is_empty()).map(String::from));
     }
+    let flux_at = broker.len();
     broker.push(facts.flux.display().to_string());
     broker.push("broker".into());
     broker.push(format!("--config-path={}", d.paths.config_dir));
@@ -245,6 +261,14 @@ pub fn build(
         hooks_after,
         environment,
         broker,
+        direct_broker: settings
+            .broker_env_cache
+            .clone()
+            .map(|env_cache| DirectBroker {
+                env_cache,
+                env_command: crate::broker_env::env_command(&facts.flux),
+                flux_at,
+            }),
         restart: if id.rank != 0 && !d.flux.complete_workers {
             Restart::OnFailure
         } else {
@@ -385,6 +409,14 @@ impl fmt::Display for Plan {
         }
         writeln!(f, "\n## Broker")?;
         writeln!(f, "{}", q(&self.broker))?;
+        if let Some(d) = &self.direct_broker {
+            writeln!(
+                f,
+                "started as flux-broker itself, in the environment `{}` prints, made once for the brokers on this machine in {}",
+                q(&d.env_command),
+                d.env_cache.display()
+            )?;
+        }
         let restart = match self.restart {
             Restart::Never => "its exit code is the entrypoint's",
             Restart::OnFailure => "restarted when it fails (completeWorkers: false); exit 0 ends",

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use minicluster_core::ClusterDescription;
 
+use crate::broker_env;
 use crate::cert;
 use crate::error::{Error, Result};
 use crate::exit_file;
@@ -80,9 +81,19 @@ fn carry_out(
             reachable + checked
         }
     };
+    let t = Instant::now();
+    let direct = direct_broker(plan);
+    tracing::debug!(
+        elapsed_us = t.elapsed().as_micros() as u64,
+        "broker environment"
+    );
+    let (argv, environment) = match &direct {
+        Some(d) => (&d.argv, supervise::Env::Exactly(&d.environment)),
+        None => (&plan.broker, supervise::Env::Added(&plan.environment)),
+    };
     let code = supervise::run(
-        &plan.broker,
-        &plan.environment,
+        argv,
+        environment,
         plan.restart,
         stop,
         Clock {
@@ -141,17 +152,51 @@ fn first_missing_ancestor(dir: &Path) -> Option<PathBuf> {
 fn write_resource(plan: &Plan, cache: Option<&Path>) -> Result<()> {
     let r = match cache {
         None => encode_resource(plan)?,
-        Some(c) => shared_resource(c, || encode_resource(plan))?,
+        // Brokers sharing a machine all encode the same R from the same hardware; one
+        // `flux R encode` (an hwloc scan) instead of one per broker keeps N brokers from
+        // queueing for the CPU before any of them starts.
+        Some(c) => shared_file(c, "--resource-cache", || encode_resource(plan))?,
     };
     files::replace(&plan.resource_path, &r, 0o644)
 }
 
-/// R from `cache`, made there by the first broker to get its lock. Brokers sharing a machine
-/// all encode the same R from the same hardware; one `flux R encode` (an hwloc scan) instead
-/// of one per broker keeps N brokers from queueing for the CPU before any of them starts.
-/// The lock dies with its holder, and the file appears whole (write + rename) or not at all.
-fn shared_resource(cache: &Path, encode: impl FnOnce() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
-    let fix = "pass a --resource-cache FILE in a directory this user can write";
+/// `flux-broker` and its environment, when the plan starts it directly and `flux env`
+/// answered (once for this machine, in the cache); else `None`: `flux broker` as planned.
+fn direct_broker(plan: &Plan) -> Option<broker_env::Direct> {
+    let d = plan.direct_broker.as_ref()?;
+    let made = shared_file(&d.env_cache, "--broker-env-cache", || {
+        // A flux that cannot answer leaves an empty cache, so the other brokers do not ask.
+        Ok(
+            run_output(&d.env_command, &plan.environment).unwrap_or_else(|e| {
+                tracing::debug!("{e}");
+                Vec::new()
+            }),
+        )
+    });
+    let found = match made {
+        Ok(bytes) => broker_env::parse(&bytes)
+            .and_then(|env| broker_env::direct(&plan.broker, d.flux_at, env)),
+        Err(e) => {
+            tracing::warn!("{e}; starting the broker with `flux broker`");
+            None
+        }
+    };
+    if found.is_none() {
+        tracing::debug!("no flux-broker from `flux env`: starting the broker with `flux broker`");
+    }
+    found
+}
+
+/// The contents of `cache`, made there by the first process to get its lock (`make`); the
+/// others wait for the lock and read. The lock dies with its holder, and the file appears
+/// whole (write + rename) or not at all. `flag` names the option that gave `cache`.
+fn shared_file(
+    cache: &Path,
+    flag: &str,
+    make: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let fix = format!("pass a {flag} FILE in a directory this user can write");
+    let fix = fix.as_str();
     let lock_path = cache.with_extension("lock");
     let lock = std::fs::File::create(&lock_path).map_err(Error::io("create", &lock_path, fix))?;
     lock.lock().map_err(Error::io("lock", &lock_path, fix))?;
@@ -161,8 +206,9 @@ fn shared_resource(cache: &Path, encode: impl FnOnce() -> Result<Vec<u8>>) -> Re
             Ok(r)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let r = encode()?;
-            files::write_atomic(cache, &r, 0o644)?;
+            let r = make()?;
+            // Owner-only: an environment may hold secrets.
+            files::write_atomic(cache, &r, 0o600)?;
             Ok(r)
         }
         Err(e) => Err(Error::io("read", cache, fix)(e)),
@@ -170,10 +216,17 @@ fn shared_resource(cache: &Path, encode: impl FnOnce() -> Result<Vec<u8>>) -> Re
 }
 
 fn encode_resource(plan: &Plan) -> Result<Vec<u8>> {
-    let argv = &plan.resource_command;
+    run_output(&plan.resource_command, &plan.environment)
+}
+
+/// The standard output of `argv`, run with `env` added to ours; an error unless it exits 0.
+fn run_output(
+    argv: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let out = Command::new(&argv[0])
         .args(&argv[1..])
-        .envs(&plan.environment)
+        .envs(env)
         .output()
         .map_err(|e| Error::Program {
             what: shell_words::join(argv),
@@ -233,7 +286,7 @@ mod tests {
         };
         let got: Vec<Vec<u8>> = std::thread::scope(|s| {
             let all: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| shared_resource(&cache, encode).unwrap()))
+                .map(|_| s.spawn(|| shared_file(&cache, "--resource-cache", encode).unwrap()))
                 .collect();
             all.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -246,7 +299,7 @@ mod tests {
     fn a_failed_encode_leaves_no_cache_and_the_next_broker_tries_again() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("R");
-        let failed = shared_resource(&cache, || {
+        let failed = shared_file(&cache, "--resource-cache", || {
             Err(Error::Program {
                 what: "flux R encode".into(),
                 reason: "exit status: 1".into(),
@@ -254,15 +307,91 @@ mod tests {
         });
         assert!(failed.is_err());
         assert!(!cache.exists());
-        let r = shared_resource(&cache, || Ok(b"R".to_vec())).unwrap();
+        let r = shared_file(&cache, "--resource-cache", || Ok(b"R".to_vec())).unwrap();
         assert_eq!(r, b"R");
     }
 
     #[test]
     fn an_unwritable_cache_names_the_flag() {
-        let e = shared_resource(Path::new("/nonexistent-dir/R"), || Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let e = shared_file(Path::new("/nonexistent-dir/R"), "--resource-cache", || {
+            Ok(Vec::new())
+        })
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--resource-cache"), "{e}");
+    }
+
+    /// A plan whose `flux` is `script` and whose brokers share `dir/broker.env`; the
+    /// spec's environment puts `dir` on `FLUX_EXEC_PATH`.
+    fn plan_with_flux(dir: &Path, script: &str) -> Plan {
+        use std::os::unix::fs::PermissionsExt;
+        let flux = dir.join("flux");
+        std::fs::write(&flux, script).unwrap();
+        std::fs::set_permissions(&flux, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut d = crate::testing::description(2, 2);
+        d.environment
+            .insert("FLUX_EXEC_PATH".into(), dir.display().to_string());
+        let mut facts = crate::testing::facts("mc-1");
+        facts.flux = flux;
+        let settings = crate::plan::Settings {
+            broker_env_cache: Some(dir.join("broker.env")),
+            ..Default::default()
+        };
+        crate::plan::build(
+            &d,
+            &minicluster_core::Templates::embedded(),
+            &settings,
+            &facts,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_broker_is_flux_broker_in_the_environment_flux_env_printed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flux-broker"), "").unwrap();
+        let asked = dir.path().join("asked");
+        // `flux env CMD` runs CMD in Flux's environment; this one counts the questions.
+        let plan = plan_with_flux(
+            dir.path(),
+            &format!(
+                "#!/bin/sh\necho >> {}\n[ \"$1\" = env ] || exit 1\nshift\nFLUX_FROM_ENV=1 exec \"$@\"\n",
+                asked.display()
+            ),
+        );
+        let first = direct_broker(&plan).expect("flux env answered");
+        let second = direct_broker(&plan).expect("read from the cache");
+        assert_eq!(first, second);
+        assert_eq!(std::fs::read_to_string(&asked).unwrap().lines().count(), 1);
+        let exe = dir.path().join("flux-broker").display().to_string();
+        assert_eq!(first.argv[0], exe);
+        assert_eq!(first.argv[1..], plan.broker[2..]);
+        assert_eq!(first.environment["FLUX_FROM_ENV"], "1");
+        assert_eq!(
+            first.environment["FLUX_EXEC_PATH"],
+            dir.path().display().to_string()
+        );
+        let mode = std::fs::metadata(dir.path().join("broker.env"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn a_flux_without_env_leaves_an_empty_cache_and_every_broker_runs_flux_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flux-broker"), "").unwrap();
+        let asked = dir.path().join("asked");
+        let plan = plan_with_flux(
+            dir.path(),
+            &format!("#!/bin/sh\necho >> {}\nexit 1\n", asked.display()),
+        );
+        assert_eq!(direct_broker(&plan), None);
+        assert_eq!(direct_broker(&plan), None);
+        assert_eq!(std::fs::read_to_string(&asked).unwrap().lines().count(), 1);
+        assert_eq!(std::fs::read(dir.path().join("broker.env")).unwrap(), b"");
     }
 }

@@ -34,11 +34,18 @@ pub struct StopPolicy {
     pub kill_after: Duration,
 }
 
+/// The broker's environment: ours with these variables added, or exactly these.
+#[derive(Clone, Copy, Debug)]
+pub enum Env<'a> {
+    Added(&'a BTreeMap<String, String>),
+    Exactly(&'a BTreeMap<String, String>),
+}
+
 /// Runs `argv` until it exits (and again, per `restart`); returns its exit code, 128 + the
 /// signal number when a signal ended it.
 pub fn run(
     argv: &[String],
-    env: &BTreeMap<String, String>,
+    env: Env<'_>,
     restart: Restart,
     stop: &Stop,
     clock: Clock,
@@ -57,7 +64,11 @@ pub fn run(
         stop.check()?;
         // Its own process group, so that what it leaves behind can be killed with it.
         let mut cmd = std::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..]).envs(env).process_group(0);
+        cmd.args(&argv[1..]).process_group(0);
+        match env {
+            Env::Added(vars) => cmd.envs(vars),
+            Env::Exactly(vars) => cmd.env_clear().envs(vars),
+        };
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe. If we are killed outright
         // (SIGKILL), the broker is told to stop instead of running on unsupervised.
         unsafe {
