@@ -130,6 +130,20 @@ fn up_status_logs_down(flux: PathBuf, real: bool) {
         );
         assert!(env.out(&["down", "persist2"]).status.success());
     }
+    // Each rank's broker: flux-broker itself, in the environment `flux env` gave once; the
+    // stand-in has no `flux env`, so its brokers run as `flux broker`.
+    let dir = format!("{}/", env.state.path().join("persist").display());
+    let brokers: Vec<String> = processes_mentioning(&dir)
+        .into_iter()
+        .filter(|p| p.contains("--config-path="))
+        .collect();
+    assert_eq!(brokers.len(), 4, "{brokers:?}");
+    let form = if real {
+        "/flux-broker --config-path="
+    } else {
+        "flux-standin broker --config-path="
+    };
+    assert!(brokers.iter().all(|b| b.contains(form)), "{brokers:?}");
     let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["name"], "persist");
     assert!(record["flux_uri"].as_str().unwrap().starts_with("local://"));

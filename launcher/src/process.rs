@@ -212,6 +212,9 @@ impl ProcessLauncher {
             // The ranks share this machine, so its R is made once for all of them.
             .arg("--resource-cache")
             .arg(dir.join("R"))
+            // … and so is the environment `flux broker` gives: each rank execs flux-broker.
+            .arg("--broker-env-cache")
+            .arg(dir.join("broker.env"))
             // Every rank is given this one certificate file.
             .arg("--no-cert-check")
             .env_remove("JOB_COMPLETION_INDEX")
