@@ -169,7 +169,7 @@ impl ProcessLauncher {
         // as soon as rank 0 listens, and rank 0 starts its rc1 without waiting for them.
         for rank in 0..size {
             let spawned = self
-                .spawn_rank(rank, &dir, &description, &cert, attach)
+                .spawn_rank(rank, size, &dir, &description, &cert, attach)
                 .and_then(|child| {
                     tracing::debug!(
                         t_ms = ms(started),
@@ -191,10 +191,12 @@ impl ProcessLauncher {
         Ok(running)
     }
 
-    /// Starts the entrypoint of one rank, in its own session; rank 0 with the exit file.
+    /// Starts the entrypoint of one rank of `size`, in its own session; rank 0 with the exit
+    /// file.
     fn spawn_rank(
         &self,
         rank: u32,
+        size: u32,
         dir: &Path,
         description: &Path,
         cert: &Path,
@@ -212,9 +214,6 @@ impl ProcessLauncher {
             // The ranks share this machine, so its R is made once for all of them.
             .arg("--resource-cache")
             .arg(dir.join("R"))
-            // … and so is the environment `flux broker` gives: each rank execs flux-broker.
-            .arg("--broker-env-cache")
-            .arg(dir.join("broker.env"))
             // Every rank is given this one certificate file.
             .arg("--no-cert-check")
             .env_remove("JOB_COMPLETION_INDEX")
@@ -223,6 +222,11 @@ impl ProcessLauncher {
             .stdin(Stdio::null());
         if rank == 0 {
             cmd.arg("--exit-file").arg(outcome::exit_file(dir));
+        }
+        // … and so is the environment `flux broker` builds: each rank execs flux-broker in
+        // it. Asking `flux env` costs what one `flux broker` does, so one broker skips it.
+        if size > 1 {
+            cmd.arg("--broker-env-cache").arg(dir.join("broker.env"));
         }
         if let Some(f) = &self.flux {
             cmd.arg("--flux").arg(f);
