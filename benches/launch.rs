@@ -13,7 +13,9 @@
 //! ```
 //!
 //! RUNS (default 5) rounds; SIZES=1,4 picks the sizes of the first. Medians are printed, and
-//! the ratio of our median to the reference's.
+//! the ratio of our median to the reference's; for bring-up also the median of the ratios of
+//! each round's two runs with its 95% interval (from 6 rounds on), since one run differs
+//! from the next by more than the two sides do.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -136,6 +138,36 @@ fn tree_pss(root: i32) -> u64 {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The ratio of each round's two runs (they ran back to back, so a slow moment of the
+/// machine falls on both), as "median [low, high]": the median and a distribution-free
+/// interval that holds the true median ratio with at least 95% probability (order
+/// statistics of the binomial, no assumption about the spread). With fewer than 6 rounds
+/// no such interval exists and only the median is given.
+fn paired_ratio(ours: &[Sample], reference: &[Sample]) -> String {
+    let mut r: Vec<f64> = ours
+        .iter()
+        .zip(reference)
+        .map(|(o, r)| o.total.as_secs_f64() / r.total.as_secs_f64())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    let mid = if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    };
+    // The largest k with P(Binomial(n, 1/2) < k) <= 2.5%: [r(k), r(n+1-k)] covers the median.
+    let below = |k: usize| -> f64 { (0..k).map(|i| binomial(n, i) / 2f64.powi(n as i32)).sum() };
+    match (1..=n / 2).take_while(|&k| below(k) <= 0.025).last() {
+        Some(k) => format!("{mid:.3}× [{:.3}, {:.3}]", r[k - 1], r[n - k]),
+        None => format!("{mid:.3}×"),
+    }
+}
+
+fn binomial(n: usize, k: usize) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
 fn secs(d: Duration) -> String {
@@ -299,12 +331,13 @@ fn time(b: &Bench) {
         );
         let [ol, r, os, rs] = [&s[0], &s[1], &s[2], &s[3]].map(|x| medians(x));
         bringup.push(format!(
-            "| {size} | {} | {} | {} | {} | {} |",
+            "| {size} | {} | {} | {} | {} | {} | {} |",
             opt(ol.0),
             secs(ol.1),
             opt(r.0),
             secs(r.1),
-            ratio(ol.1, r.1)
+            ratio(ol.1, r.1),
+            paired_ratio(&s[0], &s[1])
         ));
         job.push(format!(
             "| {size} | {} | {} | {} | {} | {} | {} |",
@@ -320,9 +353,9 @@ fn time(b: &Bench) {
         "\nBring-up: rank 0 runs `hostname` as its initial program (`run -f launcher-mode.yaml`)"
     );
     println!(
-        "| brokers | `minicluster run` first output | whole run | `flux start --test-size=N hostname` first output | whole run | ratio |"
+        "| brokers | `minicluster run` first output | whole run | `flux start --test-size=N hostname` first output | whole run | ratio of medians | ratio per round: median [95% interval] |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     bringup.iter().for_each(|l| println!("{l}"));
     println!(
         "\n`minicluster run --size N -- hostname`: a job of N tasks (`flux submit -N N -n N --watch`)"
