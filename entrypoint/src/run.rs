@@ -1,5 +1,6 @@
 //! Carrying out a plan: certificate, directories, files, R, hooks, the wait, the broker.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -81,12 +82,7 @@ fn carry_out(
             reachable + checked
         }
     };
-    let t = Instant::now();
-    let direct = direct_broker(plan);
-    tracing::debug!(
-        elapsed_us = t.elapsed().as_micros() as u64,
-        "broker environment"
-    );
+    let direct = timed("broker environment", || direct_broker(plan));
     let (argv, environment) = match &direct {
         Some(d) => (&d.argv, supervise::Env::Exactly(&d.environment)),
         None => (&plan.broker, supervise::Env::Added(&plan.environment)),
@@ -108,7 +104,7 @@ fn carry_out(
     Ok(code)
 }
 
-fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let r = f();
     tracing::debug!(elapsed_us = t.elapsed().as_micros() as u64, "{what}");
@@ -173,18 +169,22 @@ fn direct_broker(plan: &Plan) -> Option<broker_env::Direct> {
             }),
         )
     });
-    let found = match made {
-        Ok(bytes) => broker_env::parse(&bytes)
-            .and_then(|env| broker_env::direct(&plan.broker, d.flux_at, env)),
+    match made {
+        Ok(bytes) => {
+            let found = broker_env::parse(&bytes)
+                .and_then(|env| broker_env::direct(&plan.broker, d.flux_at, env));
+            if found.is_none() {
+                tracing::debug!(
+                    "no flux-broker from `flux env`: starting the broker with `flux broker`"
+                );
+            }
+            found
+        }
         Err(e) => {
             tracing::warn!("{e}; starting the broker with `flux broker`");
             None
         }
-    };
-    if found.is_none() {
-        tracing::debug!("no flux-broker from `flux env`: starting the broker with `flux broker`");
     }
-    found
 }
 
 /// The contents of `cache`, made there by the first process to get its lock (`make`); the
@@ -220,10 +220,7 @@ fn encode_resource(plan: &Plan) -> Result<Vec<u8>> {
 }
 
 /// The standard output of `argv`, run with `env` added to ours; an error unless it exits 0.
-fn run_output(
-    argv: &[String],
-    env: &std::collections::BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
+fn run_output(argv: &[String], env: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .envs(env)

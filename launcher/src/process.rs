@@ -223,8 +223,9 @@ impl ProcessLauncher {
         if rank == 0 {
             cmd.arg("--exit-file").arg(outcome::exit_file(dir));
         }
-        // … and so is the environment `flux broker` builds: each rank execs flux-broker in
-        // it. Asking `flux env` costs what one `flux broker` does, so one broker skips it.
+        // The ranks also share the environment `flux broker` builds, so each execs
+        // flux-broker in it; asking `flux env` costs what one `flux broker` does, so a single
+        // broker does not ask.
         if size > 1 {
             cmd.arg("--broker-env-cache").arg(dir.join("broker.env"));
         }
